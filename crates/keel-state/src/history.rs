@@ -1,0 +1,89 @@
+//! The change history: the last N change sets, kept for reads at a past revision and for
+//! watchers that resume from a revision.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::{KeyValue, Revision};
+
+/// Whether a key was written or deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The key was created or overwritten.
+    Put,
+    /// The key was deleted.
+    Delete,
+}
+
+/// One key's change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key.
+    pub key: String,
+    /// The key after the change (`None` for a delete).
+    pub kv: Option<KeyValue>,
+    /// The key before the change (`None` if it was absent).
+    pub prev: Option<KeyValue>,
+}
+
+/// Every key changed by one command, at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// The revision the command created.
+    pub revision: Revision,
+    /// The changes, in the order the command made them.
+    pub events: Vec<Event>,
+}
+
+/// A bounded window of recent change sets. Invariant: every change set with a revision in
+/// `(compacted, latest]` is held, in order, with no gaps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct History {
+    limit: u64,
+    sets: VecDeque<Arc<ChangeSet>>,
+    compacted: Revision,
+}
+
+impl History {
+    pub(crate) fn new(limit: u64, compacted: Revision) -> Self {
+        History { limit, sets: VecDeque::new(), compacted }
+    }
+
+    /// The oldest revision whose state can still be reconstructed.
+    pub(crate) fn compacted(&self) -> Revision {
+        self.compacted
+    }
+
+    pub(crate) fn push(&mut self, set: Arc<ChangeSet>) {
+        debug_assert!(self.sets.back().map_or(self.compacted, |s| s.revision) + 1 == set.revision);
+        self.sets.push_back(set);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.sets.len() as u64 > self.limit {
+            if let Some(old) = self.sets.pop_front() {
+                self.compacted = old.revision;
+            }
+        }
+    }
+
+    /// Change sets with a revision above `after`, oldest first. The caller has checked that
+    /// `after >= compacted`.
+    pub(crate) fn after(&self, after: Revision) -> impl DoubleEndedIterator<Item = &Arc<ChangeSet>> {
+        let skip = after.saturating_sub(self.compacted) as usize;
+        self.sets.iter().skip(skip)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ChangeSet>> {
+        self.sets.iter()
+    }
+
+    pub(crate) fn restore(limit: u64, compacted: Revision, sets: Vec<ChangeSet>) -> Self {
+        let mut h = History { limit, sets: sets.into_iter().map(Arc::new).collect(), compacted };
+        h.trim();
+        h
+    }
+}

@@ -1,0 +1,383 @@
+//! Property and example tests of the state machine, through its public API only.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use keel_state::{
+    Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, ListQuery, Outcome,
+    ReadError, Request, Store, StoreConfig, Txn, TxnOp, TxnOpResult,
+};
+use proptest::prelude::*;
+
+const KEYS: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/z", "n"];
+
+fn key() -> impl Strategy<Value = String> {
+    prop::sample::select(KEYS).prop_map(str::to_owned)
+}
+
+fn value() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from),
+        (-5i64..5).prop_map(|n| Bytes::from(n.to_string())),
+        Just(Bytes::from(i64::MAX.to_string())),
+    ]
+}
+
+fn lease() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![3 => Just(None), 1 => (1u64..5).prop_map(Some)]
+}
+
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        (key(), value(), lease()).prop_map(|(key, value, lease)| TxnOp::Put { key, value, lease }),
+        key().prop_map(|key| TxnOp::Delete { key }),
+        prop::sample::select(&["a/", "b/", "zz"][..])
+            .prop_map(|p| TxnOp::DeletePrefix { prefix: p.to_owned() }),
+        key().prop_map(|key| TxnOp::Get { key }),
+        (key(), -3i64..3).prop_map(|(key, by)| TxnOp::Incr { key, by }),
+    ]
+}
+
+fn compare() -> impl Strategy<Value = Compare> {
+    let op = prop::sample::select(vec![
+        CompareOp::Equal,
+        CompareOp::NotEqual,
+        CompareOp::Less,
+        CompareOp::Greater,
+    ]);
+    let target = prop_oneof![
+        (0u64..20).prop_map(CompareTarget::ModRevision),
+        (0u64..20).prop_map(CompareTarget::CreateRevision),
+        (0u64..4).prop_map(CompareTarget::Version),
+        value().prop_map(CompareTarget::Value),
+        any::<bool>().prop_map(CompareTarget::Exists),
+    ];
+    (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target })
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        4 => (key(), value(), lease(), prop::option::of(0u64..15)).prop_map(
+            |(key, value, lease, if_revision)| Command::Put { key, value, lease, if_revision }
+        ),
+        2 => (key(), prop::option::of(0u64..15))
+            .prop_map(|(key, if_revision)| Command::Delete { key, if_revision }),
+        1 => prop::sample::select(&["a/", "b", ""][..])
+            .prop_map(|p| Command::DeletePrefix { prefix: p.to_owned() }),
+        2 => (key(), prop_oneof![-3i64..3, Just(i64::MAX)])
+            .prop_map(|(key, by)| Command::Incr { key, by }),
+        3 => (
+            prop::collection::vec(compare(), 0..3),
+            prop::collection::vec(txn_op(), 0..4),
+            prop::collection::vec(txn_op(), 0..3)
+        )
+            .prop_map(|(compare, success, failure)| Command::Txn(Txn { compare, success, failure })),
+        1 => (0u64..3000).prop_map(|ttl_ms| Command::LeaseGrant { ttl_ms }),
+        1 => (1u64..5).prop_map(|id| Command::LeaseKeepAlive { id }),
+        1 => (1u64..5).prop_map(|id| Command::LeaseRevoke { id }),
+        1 => prop::collection::vec(1u64..5, 0..3).prop_map(|ids| Command::LeaseExpire { ids }),
+        1 => Just(Command::LeaseRefreshAll),
+    ]
+}
+
+/// Commands stamped with a clock that mostly moves forward and sometimes jumps back.
+fn requests(max: usize) -> impl Strategy<Value = Vec<Request>> {
+    prop::collection::vec((command(), -100i64..1500), 1..max).prop_map(|cmds| {
+        let mut now: i64 = 1_000_000;
+        cmds.into_iter()
+            .map(|(command, step)| {
+                now += step;
+                Request { now_ms: now as u64, command }
+            })
+            .collect()
+    })
+}
+
+fn config(history: u64) -> StoreConfig {
+    StoreConfig { history }
+}
+
+fn all_keys(store: &Store, revision: Option<u64>) -> Result<Vec<(String, KeyValue)>, ReadError> {
+    let q = ListQuery { prefix: String::new(), after: None, limit: usize::MAX, revision };
+    store.list(&q).map(|p| p.items)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_is_deterministic(reqs in requests(60)) {
+        let mut a = Store::new(config(16));
+        let mut b = Store::new(config(16));
+        for r in &reqs {
+            let decoded = Request::decode(&r.encode()).expect("round trip");
+            prop_assert_eq!(&decoded, r);
+            prop_assert_eq!(a.apply(r), b.apply(&decoded));
+        }
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn snapshot_restore_replay_matches(reqs in requests(60), cut in 0usize..60, history in 0u64..20) {
+        let cut = cut.min(reqs.len());
+        let mut whole = Store::new(config(history));
+        for r in &reqs {
+            whole.apply(r);
+        }
+        let mut part = Store::new(config(history));
+        for r in &reqs[..cut] {
+            part.apply(r);
+        }
+        let bytes = part.encode_snapshot();
+        let mut restored = Store::decode_snapshot(config(history), &bytes).expect("decode");
+        prop_assert_eq!(&restored, &part);
+        for r in &reqs[cut..] {
+            restored.apply(r);
+        }
+        prop_assert_eq!(restored, whole);
+    }
+
+    #[test]
+    fn revisions_increase_by_one_per_change(reqs in requests(80)) {
+        let mut s = Store::new(config(100));
+        for r in &reqs {
+            let before = s.revision();
+            let applied = s.apply(r);
+            match &applied.changes {
+                Some(set) => {
+                    prop_assert_eq!(set.revision, before + 1);
+                    prop_assert!(!set.events.is_empty());
+                    for e in &set.events {
+                        if let Some(kv) = &e.kv {
+                            prop_assert_eq!(kv.mod_revision, set.revision);
+                        }
+                    }
+                }
+                None => prop_assert_eq!(s.revision(), before),
+            }
+            prop_assert_eq!(s.revision(), applied.changes.as_ref().map_or(before, |c| c.revision));
+        }
+    }
+
+    #[test]
+    fn txn_is_all_or_nothing(setup in requests(30), txn_cmd in command().prop_filter("txn", |c| matches!(c, Command::Txn(_)))) {
+        let mut s = Store::new(config(100));
+        for r in &setup {
+            s.apply(r);
+        }
+        let before = s.clone();
+        let applied = s.apply(&Request { now_ms: before.now_ms(), command: txn_cmd.clone() });
+        let Command::Txn(txn) = txn_cmd else { unreachable!() };
+        match applied.outcome {
+            Outcome::Rejected(_) => prop_assert_eq!(&s, &before),
+            Outcome::Txn(out) => {
+                let branch = if out.succeeded { &txn.success } else { &txn.failure };
+                prop_assert_eq!(out.results.len(), branch.len());
+                let writes = applied.changes.as_ref().map_or(0, |c| c.events.len());
+                if writes == 0 {
+                    prop_assert_eq!(s.revision(), before.revision());
+                } else {
+                    prop_assert_eq!(s.revision(), before.revision() + 1);
+                }
+                for op in branch {
+                    match op {
+                        TxnOp::Put { key, value, lease } => {
+                            let kv = s.get(key, None).expect("read").expect("written");
+                            prop_assert_eq!(&kv.value, value);
+                            prop_assert_eq!(kv.lease, *lease);
+                            prop_assert_eq!(kv.mod_revision, s.revision());
+                        }
+                        TxnOp::Delete { key } => prop_assert!(s.get(key, None).expect("read").is_none()),
+                        _ => {}
+                    }
+                }
+            }
+            other => prop_assert!(false, "unexpected outcome {:?}", other),
+        }
+    }
+
+    #[test]
+    fn past_reads_see_past_states(reqs in requests(60), history in 0u64..30) {
+        let mut s = Store::new(config(history));
+        let mut states: BTreeMap<u64, Vec<(String, KeyValue)>> = BTreeMap::new();
+        states.insert(0, Vec::new());
+        for r in &reqs {
+            s.apply(r);
+            states.insert(s.revision(), all_keys(&s, None).expect("now"));
+        }
+        for (rev, expected) in &states {
+            let got = all_keys(&s, Some(*rev));
+            if *rev < s.compact_revision() {
+                prop_assert_eq!(got, Err(ReadError::Compacted { requested: *rev, compact_revision: s.compact_revision() }));
+            } else {
+                prop_assert_eq!(&got.expect("readable"), expected);
+                for (k, kv) in expected {
+                    prop_assert_eq!(s.get(k, Some(*rev)).expect("readable"), Some(kv.clone()));
+                }
+            }
+        }
+        prop_assert!(s.revision() - s.compact_revision() <= history);
+        let future = s.revision() + 1;
+        prop_assert_eq!(s.get("a", Some(future)), Err(ReadError::FutureRevision { requested: future, current: s.revision() }));
+    }
+
+    #[test]
+    fn lease_keys_index_matches_keys(reqs in requests(80)) {
+        let mut s = Store::new(config(10));
+        for r in &reqs {
+            s.apply(r);
+        }
+        for (key, kv) in all_keys(&s, None).expect("now") {
+            if let Some(id) = kv.lease {
+                prop_assert!(s.lease(id).expect("lease exists").keys.contains(&key));
+            }
+        }
+        for lease in s.leases() {
+            for key in &lease.keys {
+                prop_assert_eq!(s.get(key, None).expect("now").and_then(|kv| kv.lease), Some(lease.id));
+            }
+        }
+    }
+}
+
+fn at(now_ms: u64, command: Command) -> Request {
+    Request { now_ms, command }
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put { key: key.into(), value: Bytes::from(value.to_owned()), lease: None, if_revision: None }
+}
+
+#[test]
+fn put_get_versions() {
+    let mut s = Store::new(StoreConfig::default());
+    assert_eq!(s.apply(&at(1, put("k", "v1"))).outcome, Outcome::Put { revision: 1 });
+    assert_eq!(s.apply(&at(2, put("other", "x"))).outcome, Outcome::Put { revision: 2 });
+    assert_eq!(s.apply(&at(3, put("k", "v2"))).outcome, Outcome::Put { revision: 3 });
+    let kv = s.get("k", None).unwrap().unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 3, 2));
+    assert_eq!(s.get("k", Some(2)).unwrap().unwrap().value, Bytes::from("v1"));
+    assert_eq!(s.get("k", Some(0)).unwrap(), None);
+}
+
+#[test]
+fn if_revision_guards() {
+    let mut s = Store::new(StoreConfig::default());
+    let create_only = Command::Put { key: "k".into(), value: Bytes::new(), lease: None, if_revision: Some(0) };
+    assert_eq!(s.apply(&at(1, create_only.clone())).outcome, Outcome::Put { revision: 1 });
+    assert_eq!(
+        s.apply(&at(1, create_only)).outcome,
+        Outcome::Rejected(CommandError::RevisionMismatch { key: "k".into(), expected: 0, current: 1 })
+    );
+    let del = Command::Delete { key: "k".into(), if_revision: Some(1) };
+    assert_eq!(s.apply(&at(1, del)).outcome, Outcome::Deleted { revision: 2, deleted: 1 });
+    let del = Command::Delete { key: "k".into(), if_revision: None };
+    assert_eq!(s.apply(&at(1, del)).outcome, Outcome::Rejected(CommandError::KeyNotFound("k".into())));
+    assert_eq!(s.revision(), 2);
+}
+
+#[test]
+fn incr_counts_and_refuses() {
+    let mut s = Store::new(StoreConfig::default());
+    let incr = |by| Command::Incr { key: "n".into(), by };
+    assert_eq!(s.apply(&at(1, incr(5))).outcome, Outcome::Incr { value: 5, revision: 1 });
+    assert_eq!(s.apply(&at(1, incr(-7))).outcome, Outcome::Incr { value: -2, revision: 2 });
+    s.apply(&at(1, put("n", &i64::MAX.to_string())));
+    assert_eq!(s.apply(&at(1, incr(1))).outcome, Outcome::Rejected(CommandError::Overflow("n".into())));
+    s.apply(&at(1, put("n", "abc")));
+    assert_eq!(s.apply(&at(1, incr(1))).outcome, Outcome::Rejected(CommandError::NotANumber("n".into())));
+}
+
+#[test]
+fn lease_expiry_respects_keepalive_and_deletes_keys_at_one_revision() {
+    let mut s = Store::new(StoreConfig::default());
+    let Outcome::Lease(l) = s.apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 })).outcome else {
+        panic!("grant")
+    };
+    for k in ["x", "y"] {
+        let c = Command::Put { key: k.into(), value: Bytes::new(), lease: Some(l.id), if_revision: None };
+        s.apply(&at(1_000, c));
+    }
+    assert_eq!(s.expired_leases(1_499), Vec::<u64>::new());
+    assert_eq!(s.expired_leases(1_500), vec![l.id]);
+    // A keepalive lands before the expiry command: the lease survives.
+    s.apply(&at(1_400, Command::LeaseKeepAlive { id: l.id }));
+    let out = s.apply(&at(1_600, Command::LeaseExpire { ids: vec![l.id] })).outcome;
+    assert_eq!(out, Outcome::Expired { ids: vec![], revision: 2 });
+    let applied = s.apply(&at(1_900, Command::LeaseExpire { ids: vec![l.id] }));
+    assert_eq!(applied.outcome, Outcome::Expired { ids: vec![l.id], revision: 3 });
+    assert_eq!(applied.changes.unwrap().events.len(), 2);
+    assert_eq!(s.key_count(), 0);
+}
+
+#[test]
+fn refresh_all_gives_full_ttl_again() {
+    let mut s = Store::new(StoreConfig::default());
+    s.apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 }));
+    s.apply(&at(10_000, Command::LeaseRefreshAll));
+    assert_eq!(s.expired_leases(10_499), Vec::<u64>::new());
+    assert_eq!(s.next_lease_deadline(), Some(10_500));
+}
+
+#[test]
+fn txn_compare_and_branches() {
+    let mut s = Store::new(StoreConfig::default());
+    s.apply(&at(1, put("a", "1")));
+    let txn = |v: &str| {
+        Command::Txn(Txn {
+            compare: vec![Compare { key: "a".into(), op: CompareOp::Equal, target: CompareTarget::Value(Bytes::from(v.to_owned())) }],
+            success: vec![
+                TxnOp::Put { key: "b".into(), value: Bytes::from("2"), lease: None },
+                TxnOp::Get { key: "b".into() },
+            ],
+            failure: vec![TxnOp::Get { key: "a".into() }],
+        })
+    };
+    let Outcome::Txn(out) = s.apply(&at(1, txn("1"))).outcome else { panic!() };
+    assert!(out.succeeded);
+    assert_eq!(out.revision, 2);
+    assert!(matches!(&out.results[1], TxnOpResult::Get { kv: Some(kv), .. } if kv.value == "2"));
+    let Outcome::Txn(out) = s.apply(&at(1, txn("nope"))).outcome else { panic!() };
+    assert!(!out.succeeded);
+    assert_eq!(out.revision, 2, "a read-only branch creates no revision");
+    let dup = Command::Txn(Txn {
+        success: vec![TxnOp::Put { key: "a".into(), value: Bytes::new(), lease: None }, TxnOp::Delete { key: "a".into() }],
+        ..Txn::default()
+    });
+    assert_eq!(s.apply(&at(1, dup)).outcome, Outcome::Rejected(CommandError::DuplicateKey("a".into())));
+    let unknown_lease = Command::Txn(Txn {
+        success: vec![
+            TxnOp::Put { key: "c".into(), value: Bytes::new(), lease: None },
+            TxnOp::Put { key: "d".into(), value: Bytes::new(), lease: Some(77) },
+        ],
+        ..Txn::default()
+    });
+    assert_eq!(s.apply(&at(1, unknown_lease)).outcome, Outcome::Rejected(CommandError::LeaseNotFound(77)));
+    assert_eq!(s.get("c", None).unwrap(), None);
+}
+
+#[test]
+fn list_pages_by_prefix() {
+    let mut s = Store::new(StoreConfig::default());
+    for k in ["p/1", "p/2", "p/3", "q/1"] {
+        s.apply(&at(1, put(k, "v")));
+    }
+    let q = ListQuery { prefix: "p/".into(), after: None, limit: 2, revision: None };
+    let page = s.list(&q).unwrap();
+    assert_eq!(page.items.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["p/1", "p/2"]);
+    assert!(page.more);
+    let q = ListQuery { after: Some("p/2".into()), ..q };
+    let page = s.list(&q).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(!page.more);
+}
+
+#[test]
+fn corrupt_snapshots_are_refused() {
+    let mut s = Store::new(StoreConfig::default());
+    s.apply(&at(1, put("a", "b")));
+    let bytes = s.encode_snapshot();
+    assert!(Store::decode_snapshot(StoreConfig::default(), &[]).is_err());
+    assert!(Store::decode_snapshot(StoreConfig::default(), &[9]).is_err());
+    assert!(Store::decode_snapshot(StoreConfig::default(), &bytes[..bytes.len() - 3]).is_err());
+}

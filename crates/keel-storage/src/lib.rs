@@ -1,0 +1,16 @@
+//! keel's files: the write-ahead log, snapshot files and metadata files.
+//!
+//! This crate knows nothing of Raft or of keys: the log stores opaque byte records by index,
+//! snapshot files store opaque metadata and body bytes. Every format here has a magic string,
+//! a version and a CRC, so that damage is detected and never silently applied.
+
+mod error;
+mod fsutil;
+mod log;
+mod meta;
+mod snapshot;
+
+pub use error::{Error, Result};
+pub use log::{Log, LogOptions, OpenReport};
+pub use meta::{read_meta, write_meta};
+pub use snapshot::{SnapshotFile, SnapshotStore};

@@ -1,0 +1,144 @@
+//! Snapshot files: `{last_index:020}-{term:020}.snap` in one directory.
+//!
+//! Format: `KEELSNAP` | version u32 | meta length u32 | body length u64 | meta | body |
+//! crc32 of everything before. Written to a temporary name, synced, then renamed.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{replace_file, sync_dir, u32_at, u64_at};
+
+const MAGIC: &[u8; 8] = b"KEELSNAP";
+const VERSION: u32 = 1;
+const HEADER: usize = 24;
+/// How many snapshot files are kept; older ones are deleted after a new one is saved.
+const KEEP: usize = 2;
+
+/// The directory of snapshot files.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+/// A loaded, verified snapshot file.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The caller's metadata bytes.
+    pub meta: Vec<u8>,
+    /// The caller's body bytes.
+    pub body: Vec<u8>,
+}
+
+impl SnapshotStore {
+    /// Opens (creating if needed) the snapshot directory.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).ctx("creating snapshot directory", dir)?;
+        Ok(SnapshotStore { dir: dir.to_owned() })
+    }
+
+    /// Encodes a snapshot file's bytes.
+    pub fn encode(meta: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(HEADER + meta.len() + body.len() + 4);
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&VERSION.to_le_bytes());
+        buf.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        buf.extend_from_slice(meta);
+        buf.extend_from_slice(body);
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    /// Checks and splits a snapshot file's bytes into (meta, body).
+    pub fn decode(path: &Path, buf: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let corrupt =
+            |reason: &str| Error::Corrupt { path: path.to_owned(), offset: 0, reason: reason.into() };
+        if buf.len() < HEADER + 4 || &buf[..8] != MAGIC {
+            return Err(corrupt("not a keel snapshot file"));
+        }
+        if u32_at(buf, 8) != VERSION {
+            return Err(corrupt("unknown snapshot format version"));
+        }
+        let meta_len = u32_at(buf, 12) as usize;
+        let body_len = usize::try_from(u64_at(buf, 16)).map_err(|_| corrupt("body too large"))?;
+        let end = HEADER.checked_add(meta_len).and_then(|n| n.checked_add(body_len));
+        if end.and_then(|e| e.checked_add(4)) != Some(buf.len()) {
+            return Err(corrupt("length does not match the header"));
+        }
+        let end = buf.len() - 4;
+        if crc32fast::hash(&buf[..end]) != u32_at(buf, end) {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let meta = buf[HEADER..HEADER + meta_len].to_vec();
+        let body = buf[HEADER + meta_len..end].to_vec();
+        Ok((meta, body))
+    }
+
+    /// Durably saves a snapshot covering the log up to `last_index` (written in `term`),
+    /// then deletes all but the newest few.
+    pub fn save(&self, last_index: u64, term: u64, file_bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{last_index:020}-{term:020}.snap"));
+        replace_file(&path, file_bytes)?;
+        let mut files = self.list()?;
+        files.sort();
+        if files.len() > KEEP {
+            for old in &files[..files.len() - KEEP] {
+                std::fs::remove_file(old).ctx("removing old snapshot", old)?;
+            }
+            sync_dir(&self.dir)?;
+        }
+        Ok(path)
+    }
+
+    fn list(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).ctx("listing", &self.dir)? {
+            let path = entry.ctx("listing", &self.dir)?.path();
+            if path.extension().is_some_and(|e| e == "snap") {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest snapshot file that verifies. A damaged newer file is reported and skipped.
+    pub fn load_newest(&self) -> Result<Option<SnapshotFile>> {
+        let mut files = self.list()?;
+        files.sort();
+        for path in files.into_iter().rev() {
+            let buf = std::fs::read(&path).ctx("reading snapshot", &path)?;
+            match Self::decode(&path, &buf) {
+                Ok((meta, body)) => return Ok(Some(SnapshotFile { path, meta, body })),
+                Err(e) => tracing::warn!(error = %e, "skipping damaged snapshot file"),
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_valid_wins_and_old_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SnapshotStore::open(dir.path()).unwrap();
+        assert!(s.load_newest().unwrap().is_none());
+        for i in 1..=4u64 {
+            s.save(i * 10, 1, &SnapshotStore::encode(b"m", &i.to_le_bytes())).unwrap();
+        }
+        assert_eq!(s.list().unwrap().len(), KEEP);
+        let newest = s.load_newest().unwrap().unwrap();
+        assert_eq!(newest.body, 4u64.to_le_bytes());
+        // Damage the newest: the previous one is used.
+        let mut raw = std::fs::read(&newest.path).unwrap();
+        let n = raw.len();
+        raw[n - 6] ^= 0xff;
+        std::fs::write(&newest.path, raw).unwrap();
+        assert_eq!(s.load_newest().unwrap().unwrap().body, 3u64.to_le_bytes());
+    }
+}
