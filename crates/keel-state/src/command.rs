@@ -263,7 +263,10 @@ impl Txn {
                 }
             }
             for (i, a) in prefixes.iter().enumerate() {
-                if prefixes[i + 1..].iter().any(|b| a.starts_with(b) || b.starts_with(a)) {
+                if prefixes[i + 1..]
+                    .iter()
+                    .any(|b| a.starts_with(b) || b.starts_with(a))
+                {
                     return Err(crate::CommandError::DuplicateKey((*a).to_owned()));
                 }
             }

@@ -48,7 +48,11 @@ pub(crate) struct History {
 
 impl History {
     pub(crate) fn new(limit: u64, compacted: Revision) -> Self {
-        History { limit, sets: VecDeque::new(), compacted }
+        History {
+            limit,
+            sets: VecDeque::new(),
+            compacted,
+        }
     }
 
     /// The oldest revision whose state can still be reconstructed.
@@ -72,7 +76,10 @@ impl History {
 
     /// Change sets with a revision above `after`, oldest first. The caller has checked that
     /// `after >= compacted`.
-    pub(crate) fn after(&self, after: Revision) -> impl DoubleEndedIterator<Item = &Arc<ChangeSet>> {
+    pub(crate) fn after(
+        &self,
+        after: Revision,
+    ) -> impl DoubleEndedIterator<Item = &Arc<ChangeSet>> {
         let skip = after.saturating_sub(self.compacted) as usize;
         self.sets.iter().skip(skip)
     }
@@ -82,7 +89,11 @@ impl History {
     }
 
     pub(crate) fn restore(limit: u64, compacted: Revision, sets: Vec<ChangeSet>) -> Self {
-        let mut h = History { limit, sets: sets.into_iter().map(Arc::new).collect(), compacted };
+        let mut h = History {
+            limit,
+            sets: sets.into_iter().map(Arc::new).collect(),
+            compacted,
+        };
         h.trim();
         h
     }

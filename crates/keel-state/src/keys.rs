@@ -41,7 +41,10 @@ mod tests {
         assert_eq!(validate_key("a/b/c"), Ok(()));
         assert_eq!(validate_key("é/ü"), Ok(()));
         assert_eq!(validate_key("a\nb"), Err(KeyError::ControlChar(1)));
-        assert_eq!(validate_key(&"x".repeat(4097)), Err(KeyError::TooLong(4097)));
+        assert_eq!(
+            validate_key(&"x".repeat(4097)),
+            Err(KeyError::TooLong(4097))
+        );
         assert_eq!(validate_key(&"x".repeat(4096)), Ok(()));
     }
 }

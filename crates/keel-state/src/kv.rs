@@ -18,7 +18,11 @@ impl Store {
         if current == expected {
             Ok(())
         } else {
-            Err(CommandError::RevisionMismatch { key: key.to_owned(), expected, current })
+            Err(CommandError::RevisionMismatch {
+                key: key.to_owned(),
+                expected,
+                current,
+            })
         }
     }
 
@@ -37,11 +41,16 @@ impl Store {
         lease: Option<LeaseId>,
         if_revision: Option<Revision>,
     ) -> Outcome {
-        if let Err(e) = self.check_if_revision(key, if_revision).and(self.check_lease(lease)) {
+        if let Err(e) = self
+            .check_if_revision(key, if_revision)
+            .and(self.check_lease(lease))
+        {
             return Outcome::Rejected(e);
         }
         self.write_key(batch, key, value.clone(), lease);
-        Outcome::Put { revision: batch.revision }
+        Outcome::Put {
+            revision: batch.revision,
+        }
     }
 
     pub(crate) fn cmd_delete(
@@ -54,7 +63,10 @@ impl Store {
             return Outcome::Rejected(e);
         }
         if self.remove_key(batch, key) {
-            Outcome::Deleted { revision: batch.revision, deleted: 1 }
+            Outcome::Deleted {
+                revision: batch.revision,
+                deleted: 1,
+            }
         } else {
             Outcome::Rejected(CommandError::KeyNotFound(key.to_owned()))
         }
@@ -69,7 +81,9 @@ impl Store {
                 .and_then(|s| s.parse::<i64>().ok())
                 .ok_or_else(|| CommandError::NotANumber(key.to_owned()))?,
         };
-        current.checked_add(by).ok_or_else(|| CommandError::Overflow(key.to_owned()))
+        current
+            .checked_add(by)
+            .ok_or_else(|| CommandError::Overflow(key.to_owned()))
     }
 
     /// Stores `value` at `key` as a decimal string, keeping the key's lease.
@@ -82,7 +96,10 @@ impl Store {
         match self.incremented(key, by) {
             Ok(value) => {
                 self.write_counter(batch, key, value);
-                Outcome::Incr { value, revision: batch.revision }
+                Outcome::Incr {
+                    value,
+                    revision: batch.revision,
+                }
             }
             Err(e) => Outcome::Rejected(e),
         }

@@ -56,7 +56,15 @@ mod commands {
             let id = self.next_lease_id;
             self.next_lease_id += 1;
             let expires_at_ms = self.now_ms.saturating_add(ttl_ms);
-            self.leases.insert(id, Lease { id, ttl_ms, expires_at_ms, keys: BTreeSet::new() });
+            self.leases.insert(
+                id,
+                Lease {
+                    id,
+                    ttl_ms,
+                    expires_at_ms,
+                    keys: BTreeSet::new(),
+                },
+            );
             Outcome::Lease(LeaseGranted { id, ttl_ms })
         }
 
@@ -65,7 +73,10 @@ mod commands {
             match self.leases.get_mut(&id) {
                 Some(lease) => {
                     lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
-                    Outcome::Lease(LeaseGranted { id, ttl_ms: lease.ttl_ms })
+                    Outcome::Lease(LeaseGranted {
+                        id,
+                        ttl_ms: lease.ttl_ms,
+                    })
                 }
                 None => Outcome::Rejected(CommandError::LeaseNotFound(id)),
             }
@@ -85,7 +96,10 @@ mod commands {
 
         pub(crate) fn cmd_lease_revoke(&mut self, batch: &mut Batch, id: LeaseId) -> Outcome {
             match self.revoke(batch, id) {
-                Some(deleted) => Outcome::Revoked { revision: self.revision_after(batch), deleted },
+                Some(deleted) => Outcome::Revoked {
+                    revision: self.revision_after(batch),
+                    deleted,
+                },
                 None => Outcome::Rejected(CommandError::LeaseNotFound(id)),
             }
         }
@@ -99,7 +113,10 @@ mod commands {
                     expired.push(id);
                 }
             }
-            Outcome::Expired { ids: expired, revision: self.revision_after(batch) }
+            Outcome::Expired {
+                ids: expired,
+                revision: self.revision_after(batch),
+            }
         }
 
         pub(crate) fn cmd_lease_refresh_all(&mut self) -> Outcome {
@@ -107,7 +124,9 @@ mod commands {
             for lease in self.leases.values_mut() {
                 lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
             }
-            Outcome::Refreshed { leases: self.leases.len() as u64 }
+            Outcome::Refreshed {
+                leases: self.leases.len() as u64,
+            }
         }
     }
 }

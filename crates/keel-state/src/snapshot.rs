@@ -132,7 +132,10 @@ impl Store {
             compacted: self.history.compacted(),
             key_count: self.keys.len() as u64,
         };
-        let keys = seq(self.keys.iter().map(|(k, kv)| KeyV1 { key: k.as_str(), kv: kv_out(kv) }));
+        let keys = seq(self.keys.iter().map(|(k, kv)| KeyV1 {
+            key: k.as_str(),
+            kv: kv_out(kv),
+        }));
         let leases = seq(self.leases.values().map(|l| LeaseV1 {
             id: l.id,
             ttl_ms: l.ttl_ms,
@@ -208,7 +211,11 @@ impl Store {
                     .events
                     .into_iter()
                     .map(|e| Event {
-                        kind: if e.delete { EventKind::Delete } else { EventKind::Put },
+                        kind: if e.delete {
+                            EventKind::Delete
+                        } else {
+                            EventKind::Put
+                        },
                         key: e.key,
                         kv: e.kv.map(kv_in),
                         prev: e.prev.map(kv_in),
@@ -222,7 +229,9 @@ impl Store {
             .all(|(set, expected)| set.revision == expected)
             && sets.last().map_or(s.header.compacted, |l| l.revision) == s.header.revision;
         if !contiguous {
-            return Err(SnapshotError::Inconsistent("history is not contiguous".into()));
+            return Err(SnapshotError::Inconsistent(
+                "history is not contiguous".into(),
+            ));
         }
         let history = History::restore(config.history, s.header.compacted, sets);
         Ok(Store {

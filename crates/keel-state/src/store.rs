@@ -27,7 +27,9 @@ impl Default for StoreConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// The revision is older than the kept history.
-    #[error("revision {requested} is compacted; the oldest readable revision is {compact_revision}")]
+    #[error(
+        "revision {requested} is compacted; the oldest readable revision is {compact_revision}"
+    )]
     Compacted {
         /// The revision asked for.
         requested: Revision,
@@ -106,15 +108,24 @@ impl Store {
     pub fn apply(&mut self, request: &Request) -> Applied {
         // Time never runs backwards inside the state machine, whatever the leader's clock does.
         self.now_ms = self.now_ms.max(request.now_ms);
-        let mut batch = Batch { revision: self.revision + 1, events: Vec::new() };
+        let mut batch = Batch {
+            revision: self.revision + 1,
+            events: Vec::new(),
+        };
         let outcome = match &request.command {
-            Command::Put { key, value, lease, if_revision } => {
-                self.cmd_put(&mut batch, key, value, *lease, *if_revision)
-            }
+            Command::Put {
+                key,
+                value,
+                lease,
+                if_revision,
+            } => self.cmd_put(&mut batch, key, value, *lease, *if_revision),
             Command::Delete { key, if_revision } => self.cmd_delete(&mut batch, key, *if_revision),
             Command::DeletePrefix { prefix } => {
                 let deleted = self.delete_prefix(&mut batch, prefix);
-                Outcome::Deleted { revision: self.revision_after(&batch), deleted }
+                Outcome::Deleted {
+                    revision: self.revision_after(&batch),
+                    deleted,
+                }
             }
             Command::Incr { key, by } => self.cmd_incr(&mut batch, key, *by),
             Command::Txn(txn) => self.cmd_txn(&mut batch, txn),
@@ -142,7 +153,10 @@ impl Store {
             return None;
         }
         self.revision = batch.revision;
-        let set = Arc::new(ChangeSet { revision: batch.revision, events: batch.events });
+        let set = Arc::new(ChangeSet {
+            revision: batch.revision,
+            events: batch.events,
+        });
         self.history.push(set.clone());
         Some(set)
     }
@@ -173,7 +187,12 @@ impl Store {
             }
         }
         self.keys.insert(key.to_owned(), kv.clone());
-        batch.events.push(Event { kind: EventKind::Put, key: key.to_owned(), kv: Some(kv), prev });
+        batch.events.push(Event {
+            kind: EventKind::Put,
+            key: key.to_owned(),
+            kv: Some(kv),
+            prev,
+        });
     }
 
     /// Deletes a key in `batch`; false if it was absent.
@@ -195,7 +214,10 @@ impl Store {
 
     /// Deletes every key under `prefix` in `batch`; returns how many.
     pub(crate) fn delete_prefix(&mut self, batch: &mut Batch, prefix: &str) -> u64 {
-        let doomed: Vec<String> = self.prefix_range(prefix, None).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<String> = self
+            .prefix_range(prefix, None)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in &doomed {
             self.remove_key(batch, key);
         }
@@ -250,7 +272,10 @@ impl Store {
 
     fn check_revision(&self, at: Revision) -> Result<(), ReadError> {
         if at > self.revision {
-            return Err(ReadError::FutureRevision { requested: at, current: self.revision });
+            return Err(ReadError::FutureRevision {
+                requested: at,
+                current: self.revision,
+            });
         }
         if at < self.history.compacted() {
             return Err(ReadError::Compacted {
@@ -284,7 +309,10 @@ impl Store {
         let current = self.prefix_range(&query.prefix, after);
         let (revision, mut items): (Revision, Box<dyn Iterator<Item = (String, KeyValue)>>) =
             match query.revision {
-                None => (self.revision, Box::new(current.map(|(k, v)| (k.clone(), v.clone())))),
+                None => (
+                    self.revision,
+                    Box::new(current.map(|(k, v)| (k.clone(), v.clone()))),
+                ),
                 Some(at) => {
                     self.check_revision(at)?;
                     let overrides = self.undo_overrides(at, &query.prefix, after);
@@ -293,7 +321,11 @@ impl Store {
             };
         let page: Vec<(String, KeyValue)> = items.by_ref().take(query.limit).collect();
         let more = items.next().is_some();
-        Ok(ListPage { revision, items: page, more })
+        Ok(ListPage {
+            revision,
+            items: page,
+            more,
+        })
     }
 
     /// For each key under `prefix` (after `after`) changed since `at`, its value at `at`.
@@ -306,8 +338,8 @@ impl Store {
         let mut overrides = BTreeMap::new();
         for set in self.history.after(at).rev() {
             for event in &set.events {
-                let in_range = event.key.starts_with(prefix)
-                    && after.is_none_or(|a| event.key.as_str() > a);
+                let in_range =
+                    event.key.starts_with(prefix) && after.is_none_or(|a| event.key.as_str() > a);
                 if in_range {
                     overrides.insert(event.key.clone(), event.prev.clone());
                 }
@@ -328,7 +360,11 @@ impl Store {
 
     /// Leases whose deadline is at or before `now_ms`.
     pub fn expired_leases(&self, now_ms: u64) -> Vec<LeaseId> {
-        self.leases.values().filter(|l| l.expires_at_ms <= now_ms).map(|l| l.id).collect()
+        self.leases
+            .values()
+            .filter(|l| l.expires_at_ms <= now_ms)
+            .map(|l| l.id)
+            .collect()
     }
 
     /// The earliest lease deadline, if any lease exists.

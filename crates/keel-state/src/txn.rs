@@ -2,7 +2,7 @@
 
 use crate::store::Batch;
 use crate::{
-    Compare, CompareOp, CompareTarget, CommandError, Outcome, Store, Txn, TxnOp, TxnOpResult,
+    CommandError, Compare, CompareOp, CompareTarget, Outcome, Store, Txn, TxnOp, TxnOpResult,
     TxnOutcome,
 };
 
@@ -45,7 +45,11 @@ impl Store {
             return Outcome::Rejected(e);
         }
         let succeeded = txn.compare.iter().all(|c| self.compare_holds(c));
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
         let counters = match self.check_branch(ops) {
             Ok(counters) => counters,
             Err(e) => return Outcome::Rejected(e),
@@ -59,23 +63,37 @@ impl Store {
                 }
                 TxnOp::Delete { key } => {
                     let deleted = u64::from(self.remove_key(batch, key));
-                    TxnOpResult::Delete { key: key.clone(), deleted }
+                    TxnOpResult::Delete {
+                        key: key.clone(),
+                        deleted,
+                    }
                 }
                 TxnOp::DeletePrefix { prefix } => {
                     let deleted = self.delete_prefix(batch, prefix);
-                    TxnOpResult::DeletePrefix { prefix: prefix.clone(), deleted }
+                    TxnOpResult::DeletePrefix {
+                        prefix: prefix.clone(),
+                        deleted,
+                    }
                 }
-                TxnOp::Get { key } => {
-                    TxnOpResult::Get { key: key.clone(), kv: self.keys.get(key).map(Into::into) }
-                }
+                TxnOp::Get { key } => TxnOpResult::Get {
+                    key: key.clone(),
+                    kv: self.keys.get(key).map(Into::into),
+                },
                 TxnOp::Incr { key, .. } => {
                     let value = counter.unwrap_or_default();
                     self.write_counter(batch, key, value);
-                    TxnOpResult::Incr { key: key.clone(), value }
+                    TxnOpResult::Incr {
+                        key: key.clone(),
+                        value,
+                    }
                 }
             };
             results.push(result);
         }
-        Outcome::Txn(TxnOutcome { succeeded, revision: self.revision_after(batch), results })
+        Outcome::Txn(TxnOutcome {
+            succeeded,
+            revision: self.revision_after(batch),
+            results,
+        })
     }
 }

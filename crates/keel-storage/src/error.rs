@@ -40,6 +40,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: &'static str, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| Error::Io { context, path: path.to_owned(), source })
+        self.map_err(|source| Error::Io {
+            context,
+            path: path.to_owned(),
+            source,
+        })
     }
 }

@@ -7,7 +7,10 @@ use crate::error::{IoContext, Result};
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).ctx("opening directory", dir)?.sync_all().ctx("syncing directory", dir)
+    File::open(dir)
+        .ctx("opening directory", dir)?
+        .sync_all()
+        .ctx("syncing directory", dir)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that readers see either

@@ -6,11 +6,13 @@
 
 mod error;
 mod fsutil;
+mod lock;
 mod log;
 mod meta;
 mod snapshot;
 
 pub use error::{Error, Result};
+pub use lock::DirLock;
 pub use log::{Log, LogOptions, OpenReport};
 pub use meta::{read_meta, write_meta};
 pub use snapshot::{SnapshotFile, SnapshotStore};

@@ -48,7 +48,10 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: 64 << 20, cache_bytes: 64 << 20 }
+        LogOptions {
+            segment_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
+        }
     }
 }
 
@@ -138,9 +141,17 @@ fn encode_record(buf: &mut Vec<u8>, index: u64, data: &[u8]) {
 
 /// One record parsed from a segment, or why it could not be.
 enum Parsed {
-    Record { index: u64, data_at: usize, data_len: usize, next: usize },
+    Record {
+        index: u64,
+        data_at: usize,
+        data_len: usize,
+        next: usize,
+    },
     End,
-    Bad { extent_end: usize, reason: &'static str },
+    Bad {
+        extent_end: usize,
+        reason: &'static str,
+    },
 }
 
 fn parse_record(buf: &[u8], at: usize) -> Parsed {
@@ -152,18 +163,32 @@ fn parse_record(buf: &[u8], at: usize) -> Parsed {
         return if buf[at..].iter().all(|&b| b == 0) {
             Parsed::End
         } else {
-            Parsed::Bad { extent_end: at + 4, reason: "zero length before non-zero data" }
+            Parsed::Bad {
+                extent_end: at + 4,
+                reason: "zero length before non-zero data",
+            }
         };
     }
     if !(8..=MAX_RECORD).contains(&len) || at + 8 + len > buf.len() {
-        return Parsed::Bad { extent_end: buf.len(), reason: "record length out of range" };
+        return Parsed::Bad {
+            extent_end: buf.len(),
+            reason: "record length out of range",
+        };
     }
     let crc = u32_at(buf, at + 4);
     let body = &buf[at + 8..at + 8 + len];
     if crc32fast::hash(body) != crc {
-        return Parsed::Bad { extent_end: at + 8 + len, reason: "checksum mismatch" };
+        return Parsed::Bad {
+            extent_end: at + 8 + len,
+            reason: "checksum mismatch",
+        };
     }
-    Parsed::Record { index: u64_at(buf, at + 8), data_at: at + RECORD_HEAD, data_len: len - 8, next: at + 8 + len }
+    Parsed::Record {
+        index: u64_at(buf, at + 8),
+        data_at: at + RECORD_HEAD,
+        data_len: len - 8,
+        next: at + 8 + len,
+    }
 }
 
 impl Log {
@@ -211,7 +236,12 @@ impl Log {
             .name("keel-log-flush".into())
             .spawn(move || flusher(rx))
             .ctx("starting flusher thread for", dir)?;
-        Ok((Log { inner: Arc::new(Mutex::new(inner)) }, report))
+        Ok((
+            Log {
+                inner: Arc::new(Mutex::new(inner)),
+            },
+            report,
+        ))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -240,9 +270,15 @@ impl Log {
     ) -> Result<()> {
         let mut g = self.lock();
         let (file, count) = g.append(records)?;
-        let req = FlushRequest { file, records: count, done: Box::new(done) };
+        let req = FlushRequest {
+            file,
+            records: count,
+            done: Box::new(done),
+        };
         match &g.flush_tx {
-            Some(tx) => tx.send(req).map_err(|_| Error::Invalid("log flusher has stopped".into())),
+            Some(tx) => tx
+                .send(req)
+                .map_err(|_| Error::Invalid("log flusher has stopped".into())),
             None => Err(Error::Invalid("log is closed".into())),
         }
     }
@@ -303,10 +339,18 @@ impl Inner {
             .open(&path)
             .ctx("creating segment", &path)?;
         preallocate(&file, &path, capacity)?;
-        file.write_all_at(&encode_header(first), 0).ctx("writing segment header", &path)?;
+        file.write_all_at(&encode_header(first), 0)
+            .ctx("writing segment header", &path)?;
         file.sync_all().ctx("syncing new segment", &path)?;
         sync_dir(&self.dir)?;
-        self.segments.insert(first, Segment { path, file: Arc::new(file), capacity });
+        self.segments.insert(
+            first,
+            Segment {
+                path,
+                file: Arc::new(file),
+                capacity,
+            },
+        );
         self.write_offset = HEADER_LEN;
         Ok(())
     }
@@ -318,7 +362,11 @@ impl Inner {
         last_segment: bool,
         report: &mut OpenReport,
     ) -> Result<()> {
-        let file = OpenOptions::new().read(true).write(true).open(&path).ctx("opening segment", &path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx("opening segment", &path)?;
         let buf = std::fs::read(&path).ctx("reading segment", &path)?;
         let corrupt = |offset: usize, reason: &str| Error::Corrupt {
             path: path.clone(),
@@ -356,27 +404,45 @@ impl Inner {
         loop {
             match parse_record(&buf, at) {
                 Parsed::End => break,
-                Parsed::Record { index, data_at, data_len, next } => {
+                Parsed::Record {
+                    index,
+                    data_at,
+                    data_len,
+                    next,
+                } => {
                     if index != expected {
-                        return Err(corrupt(at, &format!("record index {index}, expected {expected}")));
+                        return Err(corrupt(
+                            at,
+                            &format!("record index {index}, expected {expected}"),
+                        ));
                     }
                     if self.locs.is_empty() {
                         self.base = index;
                         self.cache_base = index;
                     }
-                    self.locs.push_back(Loc { segment: first, offset: at as u64, len: data_len as u32 });
-                    self.cache_push(index, Bytes::copy_from_slice(&buf[data_at..data_at + data_len]));
+                    self.locs.push_back(Loc {
+                        segment: first,
+                        offset: at as u64,
+                        len: data_len as u32,
+                    });
+                    self.cache_push(
+                        index,
+                        Bytes::copy_from_slice(&buf[data_at..data_at + data_len]),
+                    );
                     expected += 1;
                     at = next;
                 }
                 Parsed::Bad { extent_end, reason } => {
-                    let rest_is_zero = buf.get(extent_end..).is_none_or(|r| r.iter().all(|&b| b == 0));
+                    let rest_is_zero = buf
+                        .get(extent_end..)
+                        .is_none_or(|r| r.iter().all(|&b| b == 0));
                     if !(last_segment && rest_is_zero) {
                         return Err(corrupt(at, reason));
                     }
                     tracing::warn!(path = %path.display(), offset = at, reason, "cutting torn record at the end of the log");
                     let zeros = vec![0u8; buf.len() - at];
-                    file.write_all_at(&zeros, at as u64).ctx("cutting torn tail of", &path)?;
+                    file.write_all_at(&zeros, at as u64)
+                        .ctx("cutting torn tail of", &path)?;
                     file.sync_data().ctx("syncing", &path)?;
                     report.cut_torn_tail = Some((path.clone(), at as u64));
                     break;
@@ -384,7 +450,14 @@ impl Inner {
             }
         }
         let capacity = buf.len() as u64;
-        self.segments.insert(first, Segment { path, file: Arc::new(file), capacity });
+        self.segments.insert(
+            first,
+            Segment {
+                path,
+                file: Arc::new(file),
+                capacity,
+            },
+        );
         self.write_offset = at as u64;
         Ok(())
     }
@@ -410,10 +483,15 @@ impl Inner {
         };
         for (i, (index, data)) in records.iter().enumerate() {
             if *index != first + i as u64 {
-                return Err(Error::Invalid(format!("append of non-consecutive index {index}")));
+                return Err(Error::Invalid(format!(
+                    "append of non-consecutive index {index}"
+                )));
             }
             if data.len() + 8 > MAX_RECORD {
-                return Err(Error::Invalid(format!("record {index} is {} bytes", data.len())));
+                return Err(Error::Invalid(format!(
+                    "record {index} is {} bytes",
+                    data.len()
+                )));
             }
         }
         let contiguous = self.last().is_none_or(|l| first == l + 1);
@@ -446,20 +524,28 @@ impl Inner {
                 }
             } else {
                 // Seal the old segment durably so only the newest can ever hold a torn tail.
-                seg.file.sync_data().ctx("syncing sealed segment", &seg.path)?;
+                seg.file
+                    .sync_data()
+                    .ctx("syncing sealed segment", &seg.path)?;
             }
             self.create_segment(first, buf.len() as u64)?;
         }
         let (seg_first, seg) = self.current()?;
         let start = self.write_offset;
-        seg.file.write_all_at(&buf, start).ctx("appending to", &seg.path)?;
+        seg.file
+            .write_all_at(&buf, start)
+            .ctx("appending to", &seg.path)?;
         let file = seg.file.clone();
         if self.locs.is_empty() {
             self.base = first;
         }
         let count = records.len();
         for ((index, data), off) in records.into_iter().zip(offsets) {
-            self.locs.push_back(Loc { segment: seg_first, offset: start + off, len: data.len() as u32 });
+            self.locs.push_back(Loc {
+                segment: seg_first,
+                offset: start + off,
+                len: data.len() as u32,
+            });
             self.cache_push(index, Bytes::from(data));
         }
         self.write_offset = start + buf.len() as u64;
@@ -497,7 +583,11 @@ impl Inner {
         let from = from.max(self.base);
         let loc = self.locs[(from - self.base) as usize];
         // Segments entirely after the cut go.
-        let later: Vec<u64> = self.segments.range(loc.segment + 1..).map(|(k, _)| *k).collect();
+        let later: Vec<u64> = self
+            .segments
+            .range(loc.segment + 1..)
+            .map(|(k, _)| *k)
+            .collect();
         for k in later {
             if let Some(seg) = self.segments.remove(&k) {
                 std::fs::remove_file(&seg.path).ctx("removing truncated segment", &seg.path)?;
@@ -508,10 +598,16 @@ impl Inner {
             .segments
             .get(&loc.segment)
             .ok_or_else(|| Error::Invalid("truncation point's segment is missing".into()))?;
-        let end = if loc.segment == self.current()?.0 { self.write_offset } else { seg.capacity };
+        let end = if loc.segment == self.current()?.0 {
+            self.write_offset
+        } else {
+            seg.capacity
+        };
         let end = end.max(loc.offset);
         let zeros = vec![0u8; (end - loc.offset) as usize];
-        seg.file.write_all_at(&zeros, loc.offset).ctx("truncating", &seg.path)?;
+        seg.file
+            .write_all_at(&zeros, loc.offset)
+            .ctx("truncating", &seg.path)?;
         seg.file.sync_data().ctx("syncing", &seg.path)?;
         self.write_offset = loc.offset;
         self.locs.truncate((from - self.base) as usize);

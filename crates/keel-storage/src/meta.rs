@@ -29,7 +29,11 @@ pub fn read_meta(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).ctx("reading", path),
     };
-    let corrupt = |reason: &str| Error::Corrupt { path: path.to_owned(), offset: 0, reason: reason.into() };
+    let corrupt = |reason: &str| Error::Corrupt {
+        path: path.to_owned(),
+        offset: 0,
+        reason: reason.into(),
+    };
     if buf.len() < 20 || &buf[..8] != MAGIC {
         return Err(corrupt("not a keel metadata file"));
     }

@@ -35,7 +35,9 @@ impl SnapshotStore {
     /// Opens (creating if needed) the snapshot directory.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).ctx("creating snapshot directory", dir)?;
-        Ok(SnapshotStore { dir: dir.to_owned() })
+        Ok(SnapshotStore {
+            dir: dir.to_owned(),
+        })
     }
 
     /// Encodes a snapshot file's bytes.
@@ -54,8 +56,11 @@ impl SnapshotStore {
 
     /// Checks and splits a snapshot file's bytes into (meta, body).
     pub fn decode(path: &Path, buf: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        let corrupt =
-            |reason: &str| Error::Corrupt { path: path.to_owned(), offset: 0, reason: reason.into() };
+        let corrupt = |reason: &str| Error::Corrupt {
+            path: path.to_owned(),
+            offset: 0,
+            reason: reason.into(),
+        };
         if buf.len() < HEADER + 4 || &buf[..8] != MAGIC {
             return Err(corrupt("not a keel snapshot file"));
         }
@@ -64,7 +69,9 @@ impl SnapshotStore {
         }
         let meta_len = u32_at(buf, 12) as usize;
         let body_len = usize::try_from(u64_at(buf, 16)).map_err(|_| corrupt("body too large"))?;
-        let end = HEADER.checked_add(meta_len).and_then(|n| n.checked_add(body_len));
+        let end = HEADER
+            .checked_add(meta_len)
+            .and_then(|n| n.checked_add(body_len));
         if end.and_then(|e| e.checked_add(4)) != Some(buf.len()) {
             return Err(corrupt("length does not match the header"));
         }
@@ -129,7 +136,8 @@ mod tests {
         let s = SnapshotStore::open(dir.path()).unwrap();
         assert!(s.load_newest().unwrap().is_none());
         for i in 1..=4u64 {
-            s.save(i * 10, 1, &SnapshotStore::encode(b"m", &i.to_le_bytes())).unwrap();
+            s.save(i * 10, 1, &SnapshotStore::encode(b"m", &i.to_le_bytes()))
+                .unwrap();
         }
         assert_eq!(s.list().unwrap().len(), KEEP);
         let newest = s.load_newest().unwrap().unwrap();

@@ -31,8 +31,9 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
         (key(), value(), lease()).prop_map(|(key, value, lease)| TxnOp::Put { key, value, lease }),
         key().prop_map(|key| TxnOp::Delete { key }),
-        prop::sample::select(&["a/", "b/", "zz"][..])
-            .prop_map(|p| TxnOp::DeletePrefix { prefix: p.to_owned() }),
+        prop::sample::select(&["a/", "b/", "zz"][..]).prop_map(|p| TxnOp::DeletePrefix {
+            prefix: p.to_owned()
+        }),
         key().prop_map(|key| TxnOp::Get { key }),
         (key(), -3i64..3).prop_map(|(key, by)| TxnOp::Incr { key, by }),
     ]
@@ -87,7 +88,10 @@ fn requests(max: usize) -> impl Strategy<Value = Vec<Request>> {
         cmds.into_iter()
             .map(|(command, step)| {
                 now += step;
-                Request { now_ms: now as u64, command }
+                Request {
+                    now_ms: now as u64,
+                    command,
+                }
             })
             .collect()
     })
@@ -98,7 +102,12 @@ fn config(history: u64) -> StoreConfig {
 }
 
 fn all_keys(store: &Store, revision: Option<u64>) -> Result<Vec<(String, KeyValue)>, ReadError> {
-    let q = ListQuery { prefix: String::new(), after: None, limit: usize::MAX, revision };
+    let q = ListQuery {
+        prefix: String::new(),
+        after: None,
+        limit: usize::MAX,
+        revision,
+    };
     store.list(&q).map(|p| p.items)
 }
 
@@ -245,67 +254,154 @@ fn at(now_ms: u64, command: Command) -> Request {
 }
 
 fn put(key: &str, value: &str) -> Command {
-    Command::Put { key: key.into(), value: Bytes::from(value.to_owned()), lease: None, if_revision: None }
+    Command::Put {
+        key: key.into(),
+        value: Bytes::from(value.to_owned()),
+        lease: None,
+        if_revision: None,
+    }
 }
 
 #[test]
 fn put_get_versions() {
     let mut s = Store::new(StoreConfig::default());
-    assert_eq!(s.apply(&at(1, put("k", "v1"))).outcome, Outcome::Put { revision: 1 });
-    assert_eq!(s.apply(&at(2, put("other", "x"))).outcome, Outcome::Put { revision: 2 });
-    assert_eq!(s.apply(&at(3, put("k", "v2"))).outcome, Outcome::Put { revision: 3 });
+    assert_eq!(
+        s.apply(&at(1, put("k", "v1"))).outcome,
+        Outcome::Put { revision: 1 }
+    );
+    assert_eq!(
+        s.apply(&at(2, put("other", "x"))).outcome,
+        Outcome::Put { revision: 2 }
+    );
+    assert_eq!(
+        s.apply(&at(3, put("k", "v2"))).outcome,
+        Outcome::Put { revision: 3 }
+    );
     let kv = s.get("k", None).unwrap().unwrap();
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 3, 2));
-    assert_eq!(s.get("k", Some(2)).unwrap().unwrap().value, Bytes::from("v1"));
+    assert_eq!(
+        s.get("k", Some(2)).unwrap().unwrap().value,
+        Bytes::from("v1")
+    );
     assert_eq!(s.get("k", Some(0)).unwrap(), None);
 }
 
 #[test]
 fn if_revision_guards() {
     let mut s = Store::new(StoreConfig::default());
-    let create_only = Command::Put { key: "k".into(), value: Bytes::new(), lease: None, if_revision: Some(0) };
-    assert_eq!(s.apply(&at(1, create_only.clone())).outcome, Outcome::Put { revision: 1 });
+    let create_only = Command::Put {
+        key: "k".into(),
+        value: Bytes::new(),
+        lease: None,
+        if_revision: Some(0),
+    };
+    assert_eq!(
+        s.apply(&at(1, create_only.clone())).outcome,
+        Outcome::Put { revision: 1 }
+    );
     assert_eq!(
         s.apply(&at(1, create_only)).outcome,
-        Outcome::Rejected(CommandError::RevisionMismatch { key: "k".into(), expected: 0, current: 1 })
+        Outcome::Rejected(CommandError::RevisionMismatch {
+            key: "k".into(),
+            expected: 0,
+            current: 1
+        })
     );
-    let del = Command::Delete { key: "k".into(), if_revision: Some(1) };
-    assert_eq!(s.apply(&at(1, del)).outcome, Outcome::Deleted { revision: 2, deleted: 1 });
-    let del = Command::Delete { key: "k".into(), if_revision: None };
-    assert_eq!(s.apply(&at(1, del)).outcome, Outcome::Rejected(CommandError::KeyNotFound("k".into())));
+    let del = Command::Delete {
+        key: "k".into(),
+        if_revision: Some(1),
+    };
+    assert_eq!(
+        s.apply(&at(1, del)).outcome,
+        Outcome::Deleted {
+            revision: 2,
+            deleted: 1
+        }
+    );
+    let del = Command::Delete {
+        key: "k".into(),
+        if_revision: None,
+    };
+    assert_eq!(
+        s.apply(&at(1, del)).outcome,
+        Outcome::Rejected(CommandError::KeyNotFound("k".into()))
+    );
     assert_eq!(s.revision(), 2);
 }
 
 #[test]
 fn incr_counts_and_refuses() {
     let mut s = Store::new(StoreConfig::default());
-    let incr = |by| Command::Incr { key: "n".into(), by };
-    assert_eq!(s.apply(&at(1, incr(5))).outcome, Outcome::Incr { value: 5, revision: 1 });
-    assert_eq!(s.apply(&at(1, incr(-7))).outcome, Outcome::Incr { value: -2, revision: 2 });
+    let incr = |by| Command::Incr {
+        key: "n".into(),
+        by,
+    };
+    assert_eq!(
+        s.apply(&at(1, incr(5))).outcome,
+        Outcome::Incr {
+            value: 5,
+            revision: 1
+        }
+    );
+    assert_eq!(
+        s.apply(&at(1, incr(-7))).outcome,
+        Outcome::Incr {
+            value: -2,
+            revision: 2
+        }
+    );
     s.apply(&at(1, put("n", &i64::MAX.to_string())));
-    assert_eq!(s.apply(&at(1, incr(1))).outcome, Outcome::Rejected(CommandError::Overflow("n".into())));
+    assert_eq!(
+        s.apply(&at(1, incr(1))).outcome,
+        Outcome::Rejected(CommandError::Overflow("n".into()))
+    );
     s.apply(&at(1, put("n", "abc")));
-    assert_eq!(s.apply(&at(1, incr(1))).outcome, Outcome::Rejected(CommandError::NotANumber("n".into())));
+    assert_eq!(
+        s.apply(&at(1, incr(1))).outcome,
+        Outcome::Rejected(CommandError::NotANumber("n".into()))
+    );
 }
 
 #[test]
 fn lease_expiry_respects_keepalive_and_deletes_keys_at_one_revision() {
     let mut s = Store::new(StoreConfig::default());
-    let Outcome::Lease(l) = s.apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 })).outcome else {
+    let Outcome::Lease(l) = s
+        .apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 }))
+        .outcome
+    else {
         panic!("grant")
     };
     for k in ["x", "y"] {
-        let c = Command::Put { key: k.into(), value: Bytes::new(), lease: Some(l.id), if_revision: None };
+        let c = Command::Put {
+            key: k.into(),
+            value: Bytes::new(),
+            lease: Some(l.id),
+            if_revision: None,
+        };
         s.apply(&at(1_000, c));
     }
     assert_eq!(s.expired_leases(1_499), Vec::<u64>::new());
     assert_eq!(s.expired_leases(1_500), vec![l.id]);
     // A keepalive lands before the expiry command: the lease survives.
     s.apply(&at(1_400, Command::LeaseKeepAlive { id: l.id }));
-    let out = s.apply(&at(1_600, Command::LeaseExpire { ids: vec![l.id] })).outcome;
-    assert_eq!(out, Outcome::Expired { ids: vec![], revision: 2 });
+    let out = s
+        .apply(&at(1_600, Command::LeaseExpire { ids: vec![l.id] }))
+        .outcome;
+    assert_eq!(
+        out,
+        Outcome::Expired {
+            ids: vec![],
+            revision: 2
+        }
+    );
     let applied = s.apply(&at(1_900, Command::LeaseExpire { ids: vec![l.id] }));
-    assert_eq!(applied.outcome, Outcome::Expired { ids: vec![l.id], revision: 3 });
+    assert_eq!(
+        applied.outcome,
+        Outcome::Expired {
+            ids: vec![l.id],
+            revision: 3
+        }
+    );
     assert_eq!(applied.changes.unwrap().events.len(), 2);
     assert_eq!(s.key_count(), 0);
 }
@@ -325,34 +421,67 @@ fn txn_compare_and_branches() {
     s.apply(&at(1, put("a", "1")));
     let txn = |v: &str| {
         Command::Txn(Txn {
-            compare: vec![Compare { key: "a".into(), op: CompareOp::Equal, target: CompareTarget::Value(Bytes::from(v.to_owned())) }],
+            compare: vec![Compare {
+                key: "a".into(),
+                op: CompareOp::Equal,
+                target: CompareTarget::Value(Bytes::from(v.to_owned())),
+            }],
             success: vec![
-                TxnOp::Put { key: "b".into(), value: Bytes::from("2"), lease: None },
+                TxnOp::Put {
+                    key: "b".into(),
+                    value: Bytes::from("2"),
+                    lease: None,
+                },
                 TxnOp::Get { key: "b".into() },
             ],
             failure: vec![TxnOp::Get { key: "a".into() }],
         })
     };
-    let Outcome::Txn(out) = s.apply(&at(1, txn("1"))).outcome else { panic!() };
+    let Outcome::Txn(out) = s.apply(&at(1, txn("1"))).outcome else {
+        panic!()
+    };
     assert!(out.succeeded);
     assert_eq!(out.revision, 2);
     assert!(matches!(&out.results[1], TxnOpResult::Get { kv: Some(kv), .. } if kv.value == "2"));
-    let Outcome::Txn(out) = s.apply(&at(1, txn("nope"))).outcome else { panic!() };
+    let Outcome::Txn(out) = s.apply(&at(1, txn("nope"))).outcome else {
+        panic!()
+    };
     assert!(!out.succeeded);
     assert_eq!(out.revision, 2, "a read-only branch creates no revision");
     let dup = Command::Txn(Txn {
-        success: vec![TxnOp::Put { key: "a".into(), value: Bytes::new(), lease: None }, TxnOp::Delete { key: "a".into() }],
-        ..Txn::default()
-    });
-    assert_eq!(s.apply(&at(1, dup)).outcome, Outcome::Rejected(CommandError::DuplicateKey("a".into())));
-    let unknown_lease = Command::Txn(Txn {
         success: vec![
-            TxnOp::Put { key: "c".into(), value: Bytes::new(), lease: None },
-            TxnOp::Put { key: "d".into(), value: Bytes::new(), lease: Some(77) },
+            TxnOp::Put {
+                key: "a".into(),
+                value: Bytes::new(),
+                lease: None,
+            },
+            TxnOp::Delete { key: "a".into() },
         ],
         ..Txn::default()
     });
-    assert_eq!(s.apply(&at(1, unknown_lease)).outcome, Outcome::Rejected(CommandError::LeaseNotFound(77)));
+    assert_eq!(
+        s.apply(&at(1, dup)).outcome,
+        Outcome::Rejected(CommandError::DuplicateKey("a".into()))
+    );
+    let unknown_lease = Command::Txn(Txn {
+        success: vec![
+            TxnOp::Put {
+                key: "c".into(),
+                value: Bytes::new(),
+                lease: None,
+            },
+            TxnOp::Put {
+                key: "d".into(),
+                value: Bytes::new(),
+                lease: Some(77),
+            },
+        ],
+        ..Txn::default()
+    });
+    assert_eq!(
+        s.apply(&at(1, unknown_lease)).outcome,
+        Outcome::Rejected(CommandError::LeaseNotFound(77))
+    );
     assert_eq!(s.get("c", None).unwrap(), None);
 }
 
@@ -362,11 +491,25 @@ fn list_pages_by_prefix() {
     for k in ["p/1", "p/2", "p/3", "q/1"] {
         s.apply(&at(1, put(k, "v")));
     }
-    let q = ListQuery { prefix: "p/".into(), after: None, limit: 2, revision: None };
+    let q = ListQuery {
+        prefix: "p/".into(),
+        after: None,
+        limit: 2,
+        revision: None,
+    };
     let page = s.list(&q).unwrap();
-    assert_eq!(page.items.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["p/1", "p/2"]);
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["p/1", "p/2"]
+    );
     assert!(page.more);
-    let q = ListQuery { after: Some("p/2".into()), ..q };
+    let q = ListQuery {
+        after: Some("p/2".into()),
+        ..q
+    };
     let page = s.list(&q).unwrap();
     assert_eq!(page.items.len(), 1);
     assert!(!page.more);

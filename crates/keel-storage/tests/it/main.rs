@@ -7,17 +7,24 @@ use std::time::Duration;
 use keel_storage::{Error, Log, LogOptions};
 
 fn small() -> LogOptions {
-    LogOptions { segment_bytes: 4096, cache_bytes: 1024 }
+    LogOptions {
+        segment_bytes: 4096,
+        cache_bytes: 1024,
+    }
 }
 
 fn rec(i: u64) -> (u64, Vec<u8>) {
-    (i, format!("record-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes())
+    (
+        i,
+        format!("record-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes(),
+    )
 }
 
 /// Appends and waits until the flusher reports durability.
 fn append_sync(log: &Log, records: Vec<(u64, Vec<u8>)>) {
     let (tx, rx) = mpsc::channel();
-    log.append(records, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
+    log.append(records, move |r| tx.send(r.is_ok()).unwrap())
+        .unwrap();
     assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
 }
 
@@ -65,7 +72,8 @@ fn many_concurrent_appends_share_syncs_and_all_complete() {
     let (tx, rx) = mpsc::channel();
     for i in 1..=2000u64 {
         let tx = tx.clone();
-        log.append(vec![rec(i)], move |r| tx.send((i, r.is_ok())).unwrap()).unwrap();
+        log.append(vec![rec(i)], move |r| tx.send((i, r.is_ok())).unwrap())
+            .unwrap();
     }
     let mut done = 0;
     while done < 2000 {
@@ -134,14 +142,21 @@ fn truncate_then_append_survives_reopen() {
     append_sync(&log, (1..=120).map(rec).collect());
     log.truncate(50).unwrap();
     assert_eq!(log.last_index(), Some(49));
-    let replaced: Vec<(u64, Vec<u8>)> = (50..=60).map(|i| (i, format!("new-{i}").into_bytes())).collect();
+    let replaced: Vec<(u64, Vec<u8>)> = (50..=60)
+        .map(|i| (i, format!("new-{i}").into_bytes()))
+        .collect();
     append_sync(&log, replaced.clone());
     log.close();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     assert_eq!(log.last_index(), Some(60));
     check_all(&log, 1..50);
     let got = log.read(50..61).unwrap();
-    assert_eq!(got.into_iter().map(|(i, d)| (i, d.to_vec())).collect::<Vec<_>>(), replaced);
+    assert_eq!(
+        got.into_iter()
+            .map(|(i, d)| (i, d.to_vec()))
+            .collect::<Vec<_>>(),
+        replaced
+    );
 }
 
 #[test]

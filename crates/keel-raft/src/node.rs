@@ -1,0 +1,267 @@
+//! [`Node`]: one keel server's Raft member — start, propose, read barrier, status, shutdown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keel_state::{Command, Outcome, Request, StoreConfig};
+use keel_storage::DirLock;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::state_machine::{StateMachine, StateReader};
+use crate::TypeConfig;
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id in the group.
+    pub node_id: u64,
+    /// Where the log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// The address peers and clients reach this node at.
+    pub advertise_addr: String,
+    /// Take a snapshot after this many log entries.
+    pub snapshot_every: u64,
+    /// Revisions of change history to keep.
+    pub history: u64,
+    /// Size of each preallocated log segment.
+    pub segment_bytes: u64,
+}
+
+/// Failure to start a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be opened or is damaged.
+    #[error(transparent)]
+    Storage(#[from] keel_storage::Error),
+    /// Raft refused to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal was not applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// Another node leads (or none is known); retry there.
+    #[error("this node is not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader's id and address, if known.
+        leader: Option<(u64, String)>,
+    },
+    /// The node is shutting down or its storage failed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a linearizable read point could not be obtained.
+pub type ReadBarrierError = ProposeError;
+
+/// A snapshot of the node's Raft status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub id: u64,
+    /// Whether this node is the leader.
+    pub is_leader: bool,
+    /// The leader's id, if known.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+}
+
+/// One member of a keel Raft group.
+pub struct Node {
+    raft: Raft<TypeConfig>,
+    reader: StateReader,
+    log: keel_storage::Log,
+    status: watch::Receiver<NodeStatus>,
+    _lock: DirLock,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn not_leader(f: openraft::error::ForwardToLeader<u64, BasicNode>) -> ProposeError {
+    ProposeError::NotLeader {
+        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+    }
+}
+
+impl Node {
+    /// Opens the data directory, recovers, and starts Raft. An empty directory bootstraps a
+    /// one-member group led by this node.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let lock = DirLock::acquire(&config.data_dir)?;
+        let raft_dir = config.data_dir.join("raft");
+        let opts = keel_storage::LogOptions {
+            segment_bytes: config.segment_bytes,
+            ..Default::default()
+        };
+        let (log_store, report) = LogStore::open(&raft_dir, opts)?;
+        if let Some((path, offset)) = &report.cut_torn_tail {
+            tracing::warn!(file = %path.display(), offset, "recovered from a torn log tail");
+        }
+        let log = log_store.log().clone();
+        let sm = StateMachine::open(
+            &config.data_dir.join("snapshots"),
+            StoreConfig {
+                history: config.history,
+            },
+        )
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let reader = sm.reader();
+        let raft_config = Config {
+            cluster_name: "keel".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            max_payload_entries: 512,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network,
+            log_store,
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(
+                config.node_id,
+                BasicNode {
+                    addr: config.advertise_addr.clone(),
+                },
+            )]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?;
+            tracing::info!(
+                node_id = config.node_id,
+                "bootstrapped a new one-member group"
+            );
+        }
+        let status = spawn_status(&raft, config.node_id);
+        Ok(Node {
+            raft,
+            reader,
+            log,
+            status,
+            _lock: lock,
+        })
+    }
+
+    /// Proposes a command, stamped with this node's clock, and waits until it is durable on a
+    /// majority and applied. Returns the state machine's outcome.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let name = command.name();
+        let request = Request {
+            now_ms: now_ms(),
+            command,
+        };
+        let started = std::time::Instant::now();
+        let result = self.raft.client_write(request).await;
+        metrics::histogram!("keel_propose_seconds", "command" => name)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Waits until this node has applied everything committed before the call, after checking
+    /// with a quorum that it still leads: a read after this sees every acknowledged write.
+    pub async fn read_barrier(&self) -> Result<(), ReadBarrierError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(not_leader(f))
+            }
+            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Read access to the applied state.
+    pub fn state(&self) -> &StateReader {
+        &self.reader
+    }
+
+    /// The node's Raft status, updated as it changes.
+    pub fn status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until this node leads and has applied everything in its log when it took over:
+    /// it can then serve writes and linearizable reads.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.status.clone();
+        let ready = rx.wait_for(|s| s.is_leader && s.applied_index >= s.last_log_index);
+        let result = tokio::time::timeout(timeout, ready).await;
+        matches!(result, Ok(Ok(_)))
+    }
+
+    /// Stops Raft (finishing what is in flight) and the log's flusher.
+    pub async fn shutdown(self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.log.close();
+    }
+}
+
+/// Mirrors openraft's metrics into a [`NodeStatus`] channel (and Prometheus gauges).
+fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus> {
+    let mut metrics = raft.metrics();
+    let (tx, rx) = watch::channel(NodeStatus {
+        id,
+        ..Default::default()
+    });
+    tokio::spawn(async move {
+        loop {
+            let status = {
+                let m = metrics.borrow_and_update();
+                NodeStatus {
+                    id,
+                    is_leader: m.state == ServerState::Leader,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    applied_index: m.last_applied.map_or(0, |l| l.index),
+                }
+            };
+            metrics::gauge!("keel_raft_term").set(status.term as f64);
+            metrics::gauge!("keel_raft_last_log_index").set(status.last_log_index as f64);
+            metrics::gauge!("keel_raft_is_leader").set(if status.is_leader { 1.0 } else { 0.0 });
+            tx.send_replace(status);
+            if metrics.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

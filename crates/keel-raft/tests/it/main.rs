@@ -1,0 +1,30 @@
+//! openraft's storage conformance suite, run against keel's log and state-machine adapters.
+
+use keel_raft::{LogStore, StateMachine, TypeConfig};
+use keel_state::StoreConfig;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = keel_storage::LogOptions {
+            segment_bytes: 1 << 16,
+            cache_bytes: 1 << 10,
+        };
+        let (log, _) = LogStore::open(&dir.path().join("raft"), opts).expect("open log");
+        let sm = StateMachine::open(&dir.path().join("snapshots"), StoreConfig::default())?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(Builder) {
+        panic!("storage suite failed: {e}");
+    }
+}

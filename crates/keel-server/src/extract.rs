@@ -1,0 +1,77 @@
+//! Request extraction with keel's JSON errors and limits: query strings, bodies, JSON.
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use keel_wire::codes;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// A query string parsed into `T`; unknown or malformed parameters are a 400
+/// `invalid_query`, never silently ignored.
+pub(crate) struct Q<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(t)) => Ok(Q(t)),
+            Err(e) => Err(ApiError::bad(codes::INVALID_QUERY, e.body_text())),
+        }
+    }
+}
+
+/// Reads a body of at most `limit` bytes. A declared `Content-Length` over the limit is
+/// refused before anything is read; a body that streams past it is cut off.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    code: &'static str,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge {
+        code,
+        message: format!("{what} is larger than the limit of {limit} bytes"),
+        limit: limit as u64,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports both a length overflow and a broken connection as errors.
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::bad(
+                codes::INVALID_ARGUMENT,
+                format!("could not read the request body: {e}"),
+            )
+        }
+    })
+}
+
+/// Parses a JSON body, mapping errors to 400 `invalid_json`.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(codes::INVALID_JSON, e.to_string()))
+}
+
+/// True if the client asked for JSON (`?format=json` is handled by the caller).
+pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().starts_with("application/json"))
+        })
+}

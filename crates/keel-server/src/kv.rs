@@ -1,0 +1,253 @@
+//! `/v1/kv` and `/v1/incr`: keys, ranges and counters.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keel_state::{validate_key, Command, KeyValue, ListQuery, Outcome};
+use keel_wire::{codes, DeleteResponse, IncrResponse, ListResponse, RevisionResponse};
+use serde::Deserialize;
+
+use crate::extract::{read_body, wants_json, Q};
+use crate::{ApiError, AppState};
+
+/// Turns a stored key and value into its JSON envelope.
+pub(crate) fn envelope(key: &str, kv: &KeyValue, with_value: bool) -> keel_wire::KeyValue {
+    let (value, value_base64) = if with_value {
+        keel_wire::encode_value(&kv.value)
+    } else {
+        (None, None)
+    };
+    keel_wire::KeyValue {
+        key: key.to_owned(),
+        value,
+        value_base64,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        lease: kv.lease,
+    }
+}
+
+/// Maps an outcome that is not the expected success to its error.
+pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::Rejected(e) => e.into(),
+        other => ApiError::Internal(format!("unexpected outcome {other:?}")),
+    }
+}
+
+/// Waits for a linearizable read point unless the client accepts a stale read.
+pub(crate) async fn read_point(state: &AppState, stale: bool) -> Result<(), ApiError> {
+    if stale {
+        return Ok(());
+    }
+    Ok(state.node.read_barrier().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GetQuery {
+    revision: Option<u64>,
+    format: Option<String>,
+    #[serde(default)]
+    stale: bool,
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Q(q): Q<GetQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    validate_key(&key)?;
+    let json = match q.format.as_deref() {
+        None => wants_json(&headers),
+        Some("json") => true,
+        Some("raw") => false,
+        Some(other) => {
+            return Err(ApiError::bad(
+                codes::INVALID_QUERY,
+                format!("unknown format {other:?}; use json or raw"),
+            ))
+        }
+    };
+    read_point(&state, q.stale).await?;
+    let (found, store_revision) = state
+        .node
+        .state()
+        .read(|s| (s.get(&key, q.revision), s.revision()));
+    let kv = found?.ok_or_else(|| ApiError::NotFound {
+        code: codes::KEY_NOT_FOUND,
+        message: format!("key {key:?} not found"),
+    })?;
+    if json {
+        return Ok(Json(envelope(&key, &kv, true)).into_response());
+    }
+    let mut resp = Body::from(kv.value.clone()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let mut put = |name: &'static str, v: u64| {
+        h.insert(HeaderName::from_static(name), HeaderValue::from(v));
+    };
+    put("keel-mod-revision", kv.mod_revision);
+    put("keel-create-revision", kv.create_revision);
+    put("keel-version", kv.version);
+    put("keel-store-revision", store_revision);
+    if let Some(lease) = kv.lease {
+        put("keel-lease", lease);
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutQuery {
+    lease: Option<u64>,
+    if_revision: Option<u64>,
+}
+
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Q(q): Q<PutQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RevisionResponse>, ApiError> {
+    validate_key(&key)?;
+    let limit = state.config.max_value_size;
+    let value = read_body(&headers, body, limit, codes::VALUE_TOO_LARGE, "the value").await?;
+    let command = Command::Put {
+        key,
+        value,
+        lease: q.lease,
+        if_revision: q.if_revision,
+    };
+    match state.node.propose(command).await? {
+        Outcome::Put { revision } => Ok(Json(RevisionResponse { revision })),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    if_revision: Option<u64>,
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Q(q): Q<DeleteQuery>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    validate_key(&key)?;
+    let command = Command::Delete {
+        key,
+        if_revision: q.if_revision,
+    };
+    match state.node.propose(command).await? {
+        Outcome::Deleted { revision, deleted } => Ok(Json(DeleteResponse { revision, deleted })),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteRangeQuery {
+    prefix: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+pub(crate) async fn delete_range(
+    State(state): State<AppState>,
+    Q(q): Q<DeleteRangeQuery>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let prefix = match (q.prefix, q.all) {
+        (Some(p), false) if !p.is_empty() => p,
+        (None, true) => String::new(),
+        (Some(p), true) if p.is_empty() => String::new(),
+        _ => {
+            return Err(ApiError::bad(
+                codes::INVALID_ARGUMENT,
+                "give a non-empty prefix=P, or all=true to delete every key",
+            ))
+        }
+    };
+    match state.node.propose(Command::DeletePrefix { prefix }).await? {
+        Outcome::Deleted { revision, deleted } => Ok(Json(DeleteResponse { revision, deleted })),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    after: Option<String>,
+    #[serde(default)]
+    keys_only: bool,
+    revision: Option<u64>,
+    #[serde(default)]
+    stale: bool,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Q(q): Q<ListParams>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let max = state.config.max_list_limit;
+    let limit = q.limit.unwrap_or(state.config.default_list_limit);
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad(
+            codes::INVALID_QUERY,
+            format!("limit must be between 1 and {max}"),
+        ));
+    }
+    read_point(&state, q.stale).await?;
+    let query = ListQuery {
+        prefix: q.prefix,
+        after: q.after,
+        limit,
+        revision: q.revision,
+    };
+    let page = state.node.state().read(|s| s.list(&query))?;
+    let items = page
+        .items
+        .iter()
+        .map(|(k, kv)| envelope(k, kv, !q.keys_only))
+        .collect();
+    Ok(Json(ListResponse {
+        revision: page.revision,
+        items,
+        more: page.more,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IncrQuery {
+    by: Option<i64>,
+}
+
+pub(crate) async fn incr(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Q(q): Q<IncrQuery>,
+) -> Result<Json<IncrResponse>, ApiError> {
+    validate_key(&key)?;
+    let command = Command::Incr {
+        key,
+        by: q.by.unwrap_or(1),
+    };
+    match state.node.propose(command).await? {
+        Outcome::Incr { value, revision } => Ok(Json(IncrResponse { value, revision })),
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,122 @@
+//! keel's HTTP API: routes, limits, error mapping, background workers and metrics.
+//!
+//! Handlers parse and validate first (keys, sizes, limits), then either read the applied
+//! state or propose one command through [`keel_raft::Node`] and wait for its outcome. No
+//! handler changes state any other way.
+
+mod duration;
+mod error;
+mod extract;
+mod kv;
+mod lease;
+mod lease_worker;
+mod metrics_http;
+mod ops;
+mod txn;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use keel_raft::Node;
+use tokio::net::TcpListener;
+
+pub use duration::parse_duration;
+pub use error::ApiError;
+pub use metrics_http::install_recorder;
+
+/// Limits and settings of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest value accepted, in bytes.
+    pub max_value_size: usize,
+    /// Largest request body accepted (transactions, lease requests), in bytes.
+    pub max_request_size: usize,
+    /// Most comparisons plus operations in one transaction.
+    pub max_txn_ops: usize,
+    /// Default page size of `GET /v1/kv`.
+    pub default_list_limit: usize,
+    /// Largest page size of `GET /v1/kv`.
+    pub max_list_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_value_size: 1 << 20,
+            max_request_size: 4 << 20,
+            max_txn_ops: 128,
+            default_list_limit: 1_000,
+            max_list_limit: 10_000,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: Arc<Node>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) lease_wake: Arc<tokio::sync::Notify>,
+}
+
+/// Builds the router for `node`.
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/kv", get(kv::list).delete(kv::delete_range))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/incr/{*key}", post(kv::incr))
+        .route("/v1/txn", post(txn::txn))
+        .route("/v1/leases", post(lease::grant).get(lease::list))
+        .route("/v1/leases/{id}", get(lease::get).delete(lease::revoke))
+        .route("/v1/leases/{id}/keepalive", post(lease::keepalive))
+        .route("/raft/{*rest}", axum::routing::any(ops::raft_reserved))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics_http::track))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish and returns. Runs the lease expiry worker meanwhile.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    config: ServerConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lease_wake = Arc::new(tokio::sync::Notify::new());
+    let worker = tokio::spawn(lease_worker::run(
+        node.clone(),
+        lease_wake.clone(),
+        stop_rx.clone(),
+    ));
+    if let Some(handle) = metrics.clone() {
+        tokio::spawn(metrics_http::upkeep(handle, stop_rx));
+    }
+    let state = AppState {
+        node,
+        config: Arc::new(config),
+        metrics,
+        lease_wake,
+    };
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    stop_tx.send_replace(true);
+    if let Err(e) = worker.await {
+        tracing::warn!(error = %e, "lease worker ended abnormally");
+    }
+    result
+}

@@ -1,0 +1,214 @@
+//! `POST /v1/txn`: parse and validate a JSON transaction, then propose it as one command.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use bytes::Bytes;
+use keel_state::{
+    validate_key, Command, CompareOp, CompareTarget, Outcome, Txn, TxnOp, TxnOpResult,
+};
+use keel_wire::{codes, TxnRequest, TxnResponse, TxnResult};
+use serde_json::Value;
+
+use crate::extract::{parse_json, read_body};
+use crate::kv::{envelope, unexpected};
+use crate::{ApiError, AppState, ServerConfig};
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad(codes::INVALID_ARGUMENT, message)
+}
+
+fn value_bytes(
+    config: &ServerConfig,
+    value: Option<&str>,
+    value_base64: Option<&str>,
+) -> Result<Bytes, ApiError> {
+    let bytes = keel_wire::decode_value(value, value_base64).map_err(bad)?;
+    if bytes.len() > config.max_value_size {
+        return Err(ApiError::TooLarge {
+            code: codes::VALUE_TOO_LARGE,
+            message: format!(
+                "a value of {} bytes is over the limit of {}",
+                bytes.len(),
+                config.max_value_size
+            ),
+            limit: config.max_value_size as u64,
+        });
+    }
+    Ok(Bytes::from(bytes))
+}
+
+fn compare(config: &ServerConfig, c: keel_wire::Compare) -> Result<keel_state::Compare, ApiError> {
+    validate_key(&c.key)?;
+    let op = match c.op.as_str() {
+        "==" => CompareOp::Equal,
+        "!=" => CompareOp::NotEqual,
+        "<" => CompareOp::Less,
+        ">" => CompareOp::Greater,
+        other => {
+            return Err(bad(format!(
+                "unknown compare op {other:?}; use ==, !=, < or >"
+            )))
+        }
+    };
+    let number = |v: Option<Value>| -> Result<u64, ApiError> {
+        v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
+            bad(format!(
+                "compare on {} needs a non-negative integer value",
+                c.field
+            ))
+        })
+    };
+    let target = match c.field.as_str() {
+        "mod_revision" => CompareTarget::ModRevision(number(c.value)?),
+        "create_revision" => CompareTarget::CreateRevision(number(c.value)?),
+        "version" => CompareTarget::Version(number(c.value)?),
+        "value" => {
+            let text = match &c.value {
+                None => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => return Err(bad("compare on value needs a string (or value_base64)")),
+            };
+            CompareTarget::Value(value_bytes(config, text, c.value_base64.as_deref())?)
+        }
+        "exists" => match c.value {
+            Some(Value::Bool(b)) => CompareTarget::Exists(b),
+            _ => return Err(bad("compare on exists needs true or false")),
+        },
+        other => {
+            return Err(bad(format!(
+                "unknown compare field {other:?}; use mod_revision, create_revision, version, value or exists"
+            )))
+        }
+    };
+    if matches!(target, CompareTarget::Exists(_))
+        && !matches!(op, CompareOp::Equal | CompareOp::NotEqual)
+    {
+        return Err(bad("compare on exists takes == or !="));
+    }
+    Ok(keel_state::Compare {
+        key: c.key,
+        op,
+        target,
+    })
+}
+
+fn op(config: &ServerConfig, op: keel_wire::TxnOp) -> Result<TxnOp, ApiError> {
+    Ok(match op {
+        keel_wire::TxnOp::Put(p) => {
+            validate_key(&p.key)?;
+            let value = value_bytes(config, p.value.as_deref(), p.value_base64.as_deref())?;
+            TxnOp::Put {
+                key: p.key,
+                value,
+                lease: p.lease,
+            }
+        }
+        keel_wire::TxnOp::Delete(k) => {
+            validate_key(&k.key)?;
+            TxnOp::Delete { key: k.key }
+        }
+        keel_wire::TxnOp::DeletePrefix(p) => {
+            if p.prefix.is_empty() {
+                return Err(bad("delete_prefix needs a non-empty prefix"));
+            }
+            TxnOp::DeletePrefix { prefix: p.prefix }
+        }
+        keel_wire::TxnOp::Get(k) => {
+            validate_key(&k.key)?;
+            TxnOp::Get { key: k.key }
+        }
+        keel_wire::TxnOp::Incr(i) => {
+            validate_key(&i.key)?;
+            TxnOp::Incr {
+                key: i.key,
+                by: i.by,
+            }
+        }
+    })
+}
+
+/// Turns a JSON transaction into a validated command.
+pub(crate) fn parse_txn(config: &ServerConfig, req: TxnRequest) -> Result<Txn, ApiError> {
+    let n = req.compare.len() + req.success.len() + req.failure.len();
+    if n > config.max_txn_ops {
+        return Err(ApiError::TooLarge {
+            code: codes::TXN_TOO_LARGE,
+            message: format!(
+                "a transaction of {n} comparisons and operations is over the limit of {}",
+                config.max_txn_ops
+            ),
+            limit: config.max_txn_ops as u64,
+        });
+    }
+    let txn = Txn {
+        compare: req
+            .compare
+            .into_iter()
+            .map(|c| compare(config, c))
+            .collect::<Result<_, _>>()?,
+        success: req
+            .success
+            .into_iter()
+            .map(|o| op(config, o))
+            .collect::<Result<_, _>>()?,
+        failure: req
+            .failure
+            .into_iter()
+            .map(|o| op(config, o))
+            .collect::<Result<_, _>>()?,
+    };
+    txn.validate()?;
+    Ok(txn)
+}
+
+fn result(r: TxnOpResult) -> TxnResult {
+    match r {
+        TxnOpResult::Put { key } => TxnResult::Put { key },
+        TxnOpResult::Delete { key, deleted } => TxnResult::Delete { key, deleted },
+        TxnOpResult::DeletePrefix { prefix, deleted } => {
+            TxnResult::DeletePrefix { prefix, deleted }
+        }
+        TxnOpResult::Get { key, kv } => {
+            let item = kv.map(|w| {
+                let kv = keel_state::KeyValue {
+                    value: w.value,
+                    create_revision: w.create_revision,
+                    mod_revision: w.mod_revision,
+                    version: w.version,
+                    lease: w.lease,
+                };
+                envelope(&key, &kv, true)
+            });
+            TxnResult::Get { key, item }
+        }
+        TxnOpResult::Incr { key, value } => TxnResult::Incr { key, value },
+    }
+}
+
+pub(crate) async fn txn(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TxnResponse>, ApiError> {
+    let limit = state.config.max_request_size;
+    let bytes = read_body(
+        &headers,
+        body,
+        limit,
+        codes::BODY_TOO_LARGE,
+        "the request body",
+    )
+    .await?;
+    let req: TxnRequest = parse_json(&bytes)?;
+    let txn = parse_txn(&state.config, req)?;
+    match state.node.propose(Command::Txn(txn)).await? {
+        Outcome::Txn(out) => Ok(Json(TxnResponse {
+            succeeded: out.succeeded,
+            revision: out.revision,
+            results: out.results.into_iter().map(result).collect(),
+        })),
+        other => Err(unexpected(other)),
+    }
+}

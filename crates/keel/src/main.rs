@@ -1,0 +1,53 @@
+//! The `keel` binary: `serve` runs a node, every other verb is an HTTP client.
+//!
+//! Exit codes: 0 success; 1 not found or a condition not met; 2 any other error, reported on
+//! one line.
+
+mod cli;
+mod commands;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Serve(args) => serve::run(args).await.map(|()| commands::Exit::Ok),
+            command => commands::run(&cli.addr, cli.json, command).await,
+        }
+    });
+    match result {
+        Ok(commands::Exit::Ok) => ExitCode::SUCCESS,
+        Ok(commands::Exit::NotMet) => ExitCode::from(1),
+        Err(e) => {
+            let not_met = e
+                .downcast_ref::<keel_client::Error>()
+                .and_then(|c| c.code())
+                .is_some_and(commands::is_not_met);
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(if not_met { 1 } else { 2 })
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
