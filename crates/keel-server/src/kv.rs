@@ -251,3 +251,8 @@ pub(crate) async fn incr(
         other => Err(unexpected(other)),
     }
 }
+
+/// `/v1/kv/` with nothing after it.
+pub(crate) async fn empty_key() -> ApiError {
+    ApiError::from(keel_state::KeyError::Empty)
+}

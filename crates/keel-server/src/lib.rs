@@ -66,6 +66,7 @@ pub(crate) struct AppState {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/kv", get(kv::list).delete(kv::delete_range))
+        .route("/v1/kv/", axum::routing::any(kv::empty_key))
         .route(
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),

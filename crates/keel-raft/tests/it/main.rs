@@ -1,5 +1,7 @@
 //! openraft's storage conformance suite, run against keel's log and state-machine adapters.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any unexpected error
+
 use keel_raft::{LogStore, StateMachine, TypeConfig};
 use keel_state::StoreConfig;
 use openraft::testing::{StoreBuilder, Suite};

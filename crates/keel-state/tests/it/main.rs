@@ -1,5 +1,7 @@
 //! Property and example tests of the state machine, through its public API only.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any unexpected error
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

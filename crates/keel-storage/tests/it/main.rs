@@ -1,5 +1,7 @@
 //! Tests of the log through its public API, including damage on disk.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on any unexpected error
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
