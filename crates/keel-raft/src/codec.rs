@@ -1,8 +1,9 @@
 //! Encoding of Raft log entries, votes and snapshot metadata into the bytes that
 //! `keel-storage` keeps. A deliberate, versioned format: one version byte, then fields.
 //!
-//! Entry: version u8 = 1 | term u64 | leader node u64 | kind u8 (0 blank, 1 command,
-//! 2 membership) | payload (the command's own encoding, or postcard of the membership).
+//! Entry: version u8 = 1 | term u64 | leader node u64 | kind u8 (0 blank, 1 batch of
+//! requests, 2 membership) | payload. A batch is a u32 count, then per request a u32 length
+//! and the request's own encoding; a membership is its postcard encoding.
 
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StorageIOError, Vote,
@@ -27,6 +28,12 @@ fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], StorageError> {
     Ok(head)
 }
 
+fn take_u32(b: &mut &[u8]) -> Result<u32, StorageError> {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(take(b, 4)?);
+    Ok(u32::from_le_bytes(a))
+}
+
 fn take_u64(b: &mut &[u8]) -> Result<u64, StorageError> {
     let mut a = [0u8; 8];
     a.copy_from_slice(take(b, 8)?);
@@ -40,9 +47,14 @@ pub(crate) fn encode_entry(e: &Entry<TypeConfig>) -> Vec<u8> {
     out.extend_from_slice(&e.log_id.leader_id.node_id.to_le_bytes());
     match &e.payload {
         EntryPayload::Blank => out.push(0),
-        EntryPayload::Normal(req) => {
+        EntryPayload::Normal(batch) => {
             out.push(1);
-            out.extend_from_slice(&req.encode());
+            out.extend_from_slice(&(batch.0.len() as u32).to_le_bytes());
+            for req in &batch.0 {
+                let bytes = req.encode();
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
         }
         EntryPayload::Membership(m) => {
             out.push(2);
@@ -67,7 +79,15 @@ pub(crate) fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>
     let kind = take(&mut b, 1)?[0];
     let payload = match kind {
         0 => EntryPayload::Blank,
-        1 => EntryPayload::Normal(keel_state::Request::decode(b).map_err(read_err)?),
+        1 => {
+            let count = take_u32(&mut b)? as usize;
+            let mut requests = Vec::with_capacity(count.min(4096));
+            for _ in 0..count {
+                let len = take_u32(&mut b)? as usize;
+                requests.push(keel_state::Request::decode(take(&mut b, len)?).map_err(read_err)?);
+            }
+            EntryPayload::Normal(crate::Batch(requests))
+        }
         2 => EntryPayload::Membership(
             postcard::from_bytes::<Membership<u64, openraft::BasicNode>>(b).map_err(read_err)?,
         ),

@@ -15,16 +15,30 @@ mod node;
 mod state_machine;
 
 pub use log_store::LogStore;
+mod proposer;
 pub use node::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadBarrierError};
 pub use state_machine::{StateMachine, StateReader};
 
 use std::io::Cursor;
 
+/// The payload of one Raft log entry: the requests that arrived while the previous entry was
+/// being made durable, applied in order, each at its own revision. Batching here is keel's
+/// group commit: openraft 0.9 waits for each append's flush before the next, so one entry
+/// per fsync must carry every waiting proposal.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Batch(pub Vec<keel_state::Request>);
+
+impl std::fmt::Display for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Batch({} requests)", self.0.len())
+    }
+}
+
 openraft::declare_raft_types!(
     /// keel's Raft type configuration.
     pub TypeConfig:
-        D = keel_state::Request,
-        R = keel_state::Outcome,
+        D = Batch,
+        R = Vec<keel_state::Outcome>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keel_state::{Command, Outcome, Request, StoreConfig};
 use keel_storage::DirLock;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::log_store::LogStore;
 use crate::network::Network;
+use crate::proposer::Proposer;
 use crate::state_machine::{StateMachine, StateReader};
 use crate::TypeConfig;
 
@@ -81,6 +82,7 @@ pub struct NodeStatus {
 /// One member of a keel Raft group.
 pub struct Node {
     raft: Raft<TypeConfig>,
+    proposer: Proposer,
     reader: StateReader,
     log: keel_storage::Log,
     status: watch::Receiver<NodeStatus>,
@@ -93,7 +95,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn not_leader(f: openraft::error::ForwardToLeader<u64, BasicNode>) -> ProposeError {
+pub(crate) fn not_leader(f: openraft::error::ForwardToLeader<u64, BasicNode>) -> ProposeError {
     ProposeError::NotLeader {
         leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
     }
@@ -164,8 +166,10 @@ impl Node {
             );
         }
         let status = spawn_status(&raft, config.node_id);
+        let proposer = Proposer::spawn(raft.clone());
         Ok(Node {
             raft,
+            proposer,
             reader,
             log,
             status,
@@ -174,7 +178,8 @@ impl Node {
     }
 
     /// Proposes a command, stamped with this node's clock, and waits until it is durable on a
-    /// majority and applied. Returns the state machine's outcome.
+    /// majority and applied. Returns the state machine's outcome. Concurrent proposals share
+    /// log entries and fsyncs (group commit).
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
         let name = command.name();
         let request = Request {
@@ -182,15 +187,10 @@ impl Node {
             command,
         };
         let started = std::time::Instant::now();
-        let result = self.raft.client_write(request).await;
+        let result = self.proposer.propose(request).await;
         metrics::histogram!("keel_propose_seconds", "command" => name)
             .record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
-            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(e.to_string())),
-        }
+        result
     }
 
     /// Waits until this node has applied everything committed before the call, after checking
@@ -227,6 +227,7 @@ impl Node {
 
     /// Stops Raft (finishing what is in flight) and the log's flusher.
     pub async fn shutdown(self) {
+        drop(self.proposer);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

@@ -177,7 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((g.last_applied, g.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -188,15 +188,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             g.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::Noop,
-                EntryPayload::Normal(request) => {
-                    let applied = g.store.apply(&request);
-                    sets.extend(applied.changes);
-                    applied.outcome
-                }
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => batch
+                    .0
+                    .iter()
+                    .map(|request| {
+                        let applied = g.store.apply(request);
+                        sets.extend(applied.changes);
+                        applied.outcome
+                    })
+                    .collect(),
                 EntryPayload::Membership(m) => {
                     g.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Outcome::Noop
+                    Vec::new()
                 }
             };
             outcomes.push(outcome);

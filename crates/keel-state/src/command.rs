@@ -114,6 +114,46 @@ pub enum Command {
 }
 
 impl Command {
+    /// Roughly how many bytes the command takes in the log (keys and values dominate).
+    pub fn size_hint(&self) -> usize {
+        let op_size = |op: &TxnOp| match op {
+            TxnOp::Put { key, value, .. } => key.len() + value.len() + 16,
+            TxnOp::Delete { key } | TxnOp::Get { key } | TxnOp::Incr { key, .. } => key.len() + 16,
+            TxnOp::DeletePrefix { prefix } => prefix.len() + 16,
+        };
+        32 + match self {
+            Command::Put { key, value, .. } => key.len() + value.len(),
+            Command::Delete { key, .. } | Command::Incr { key, .. } => key.len(),
+            Command::DeletePrefix { prefix } => prefix.len(),
+            Command::Txn(t) => {
+                let cmp: usize = t
+                    .compare
+                    .iter()
+                    .map(|c| {
+                        c.key.len()
+                            + 16
+                            + if let CompareTarget::Value(v) = &c.target {
+                                v.len()
+                            } else {
+                                0
+                            }
+                    })
+                    .sum();
+                cmp + t
+                    .success
+                    .iter()
+                    .chain(&t.failure)
+                    .map(op_size)
+                    .sum::<usize>()
+            }
+            Command::LeaseExpire { ids } => ids.len() * 8,
+            Command::LeaseGrant { .. }
+            | Command::LeaseKeepAlive { .. }
+            | Command::LeaseRevoke { .. }
+            | Command::LeaseRefreshAll => 0,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

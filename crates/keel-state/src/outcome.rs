@@ -62,8 +62,6 @@ pub enum Outcome {
         /// How many leases there are.
         leases: u64,
     },
-    /// A Raft entry with no command (blank or membership) was applied.
-    Noop,
     /// The command was refused; nothing changed.
     Rejected(CommandError),
 }

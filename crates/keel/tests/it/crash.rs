@@ -62,7 +62,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 let mut i = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 100_000 {
                     // Overwrite a small key space too, so versions and deletes get exercised.
-                    let key = if i % 3 == 0 {
+                    let key = if i.is_multiple_of(3) {
                         format!("hot/{w}")
                     } else {
                         format!("c{cycle}/w{w}/{i}")
@@ -92,7 +92,8 @@ async fn acknowledged_writes_survive_kill_9() {
             Err(e) => panic!("cycle {cycle}: server did not start after kill -9: {e:?}"),
         };
         s = swap_keep_tmp(s, next);
-        verify(&s, &acked.lock().unwrap().clone(), cycle).await;
+        let snapshot = acked.lock().unwrap().clone();
+        verify(&s, &snapshot, cycle).await;
     }
     eprintln!(
         "{n} crash cycles, {} acknowledged keys checked, {:?}",

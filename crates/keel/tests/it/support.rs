@@ -47,7 +47,7 @@ impl Server {
     ) -> Result<Server, StartFailure> {
         let mut cmd = Command::new(KEEL);
         cmd.arg("serve").arg("--data-dir").arg(dir);
-        if !args.iter().any(|a| *a == "--listen") && !env.iter().any(|(k, _)| *k == "KEEL_LISTEN") {
+        if !args.contains(&"--listen") && !env.iter().any(|(k, _)| *k == "KEEL_LISTEN") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(args)
