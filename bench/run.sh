@@ -26,12 +26,14 @@ lat.sort()
 print("fdatasync p50 %.0f us, p99 %.0f us (preallocated file)" % (lat[1000] * 1e6, lat[1980] * 1e6))
 PY
 
+# Starts keel in the background (stdout to /dev/null so no pipe is held open) and waits for
+# its start-up line, which names the address it bound.
 start_keel() {
-  "$bin/keel" serve --listen 127.0.0.1:0 --data-dir "$work/keel-$1" 2>"$work/keel-$1.log" &
+  "$bin/keel" serve --listen 127.0.0.1:0 --data-dir "$work/keel-$1" >/dev/null 2>"$work/keel-$1.log" &
   pids+=($!)
   for _ in $(seq 1 300); do
-    addr=$(grep -o 'listen=[0-9.:]*' "$work/keel-$1.log" | head -1 | cut -d= -f2 || true)
-    [ -n "$addr" ] && { echo "$addr"; return; }
+    keel=$(grep -o 'listen=[0-9.:]*' "$work/keel-$1.log" | head -1 | cut -d= -f2 || true)
+    [ -n "$keel" ] && return
     sleep 0.1
   done
   echo "keel did not start" >&2; exit 1
@@ -41,7 +43,7 @@ start_keel() {
 pids+=($!)
 for _ in $(seq 1 100); do grep -q listening "$work/ceiling.out" 2>/dev/null && break; sleep 0.1; done
 ceiling=$(awk '{print $3}' "$work/ceiling.out")
-keel=$(start_keel main)
+start_keel main
 echo "keel at $keel, ceiling at $ceiling" >&2
 
 results="$work/results.jsonl"

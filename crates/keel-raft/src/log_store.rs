@@ -65,6 +65,11 @@ impl LogStore {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Index of the last purged entry, if any.
+    pub fn last_purged_index(&self) -> Option<u64> {
+        self.meta().last_purged.map(|l| l.index)
+    }
+
     /// The underlying log (to close it at shutdown).
     pub fn log(&self) -> &keel_storage::Log {
         &self.log

@@ -124,6 +124,16 @@ impl Node {
         )
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let reader = sm.reader();
+        if let Some(purged) = log_store.last_purged_index() {
+            let applied = reader.applied_index();
+            if applied.is_none_or(|a| a < purged) {
+                return Err(NodeError::Raft(format!(
+                    "the log is purged up to entry {purged} but the newest readable snapshot \
+                     covers only {applied:?}: a snapshot file under {} is missing or damaged",
+                    config.data_dir.join("snapshots").display()
+                )));
+            }
+        }
         let raft_config = Config {
             cluster_name: "keel".into(),
             heartbeat_interval: 100,

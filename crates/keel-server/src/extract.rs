@@ -25,6 +25,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     }
 }
 
+/// The rest of the path after a route prefix (a key, a lease id), percent-decoded. A path
+/// that does not decode to UTF-8 is a 400 `invalid_key`.
+pub(crate) struct PathText(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(s)) => Ok(PathText(s)),
+            Err(e) => Err(ApiError::bad(codes::INVALID_KEY, e.body_text())),
+        }
+    }
+}
+
 /// Reads a body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before anything is read; a body that streams past it is cut off.
 pub(crate) async fn read_body(

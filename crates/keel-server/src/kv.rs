@@ -1,7 +1,7 @@
 //! `/v1/kv` and `/v1/incr`: keys, ranges and counters.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +9,7 @@ use keel_state::{validate_key, Command, KeyValue, ListQuery, Outcome};
 use keel_wire::{codes, DeleteResponse, IncrResponse, ListResponse, RevisionResponse};
 use serde::Deserialize;
 
-use crate::extract::{read_body, wants_json, Q};
+use crate::extract::{read_body, wants_json, PathText, Q};
 use crate::{ApiError, AppState};
 
 /// Turns a stored key and value into its JSON envelope.
@@ -57,7 +57,7 @@ pub(crate) struct GetQuery {
 
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathText(key): PathText,
     Q(q): Q<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -113,7 +113,7 @@ pub(crate) struct PutQuery {
 
 pub(crate) async fn put(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathText(key): PathText,
     Q(q): Q<PutQuery>,
     headers: HeaderMap,
     body: Body,
@@ -141,7 +141,7 @@ pub(crate) struct DeleteQuery {
 
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathText(key): PathText,
     Q(q): Q<DeleteQuery>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     validate_key(&key)?;
@@ -238,7 +238,7 @@ pub(crate) struct IncrQuery {
 
 pub(crate) async fn incr(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathText(key): PathText,
     Q(q): Q<IncrQuery>,
 ) -> Result<Json<IncrResponse>, ApiError> {
     validate_key(&key)?;

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use keel_state::{Command, Outcome};
@@ -13,7 +13,7 @@ use keel_wire::{
 };
 use serde::Deserialize;
 
-use crate::extract::{parse_json, read_body, Q};
+use crate::extract::{parse_json, read_body, PathText, Q};
 use crate::kv::{read_point, unexpected};
 use crate::{parse_duration, ApiError, AppState};
 
@@ -90,7 +90,7 @@ pub(crate) async fn grant(
 
 pub(crate) async fn keepalive(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let id = parse_id(&id)?;
     match state.node.propose(Command::LeaseKeepAlive { id }).await? {
@@ -104,7 +104,7 @@ pub(crate) async fn keepalive(
 
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
     match state.node.propose(Command::LeaseRevoke { id }).await? {
@@ -124,7 +124,7 @@ pub(crate) struct ReadQuery {
 
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     Q(q): Q<ReadQuery>,
 ) -> Result<Json<LeaseInfo>, ApiError> {
     let id = parse_id(&id)?;

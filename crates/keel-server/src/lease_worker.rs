@@ -33,6 +33,13 @@ pub(crate) async fn run(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Rec
         }
         tracing::debug!(term, "lease deadlines refreshed for new leadership");
         loop {
+            let still_leading = {
+                let st = status.borrow();
+                st.is_leader && st.term == term
+            };
+            if !still_leading {
+                break;
+            }
             let now = now_ms();
             let (next, due) = node
                 .state()

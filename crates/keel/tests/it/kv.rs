@@ -290,6 +290,16 @@ async fn limits_and_bad_input_never_500() {
         "invalid_key",
     );
     assert_error(
+        &call(h.put(s.url("/v1/kv/a%FFb")).body("v")).await,
+        400,
+        "invalid_key",
+    );
+    assert_error(
+        &call(h.get(s.url("/v1/leases/%FF"))).await,
+        400,
+        "invalid_key",
+    );
+    assert_error(
         &call(h.put(s.url("/v1/kv/a?lease=abc")).body("v")).await,
         400,
         "invalid_query",

@@ -165,3 +165,29 @@ async fn corruption_in_the_middle_refuses_to_start() {
     assert!(msg.contains(seg.to_str().unwrap()), "names the file: {msg}");
     assert!(msg.contains("at byte offset 32"), "names the offset: {msg}");
 }
+
+#[tokio::test]
+async fn a_damaged_snapshot_over_a_purged_log_refuses_to_start() {
+    let mut s = Server::start(&["--snapshot-every", "50", "--segment-size", "4096"]);
+    write_keys(&s, 200).await;
+    let snaps = s.data_dir.join("snapshots");
+    let two = eventually(Duration::from_secs(20), async || {
+        files(&snaps, "snap").len() == 2
+    })
+    .await;
+    assert!(two, "two snapshots kept: {:?}", files(&snaps, "snap"));
+    s.stop();
+    let newest = files(&snaps, "snap").pop().unwrap();
+    let mut raw = std::fs::read(&newest).unwrap();
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0xff;
+    std::fs::write(&newest, raw).unwrap();
+    let err = Server::start_in(&s.data_dir, &[]).unwrap_err();
+    assert_eq!(err.status.and_then(|st| st.code()), Some(2));
+    assert!(
+        err.stderr.contains("skipping damaged snapshot file"),
+        "{}",
+        err.stderr
+    );
+    assert!(err.stderr.contains("missing or damaged"), "{}", err.stderr);
+}
