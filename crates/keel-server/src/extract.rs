@@ -75,6 +75,24 @@ pub(crate) async fn read_body(
     })
 }
 
+/// Reads a JSON request body within `--max-request-size` and parses it.
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    config: &crate::ServerConfig,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let limit = config.max_request_size;
+    let bytes = read_body(
+        headers,
+        body,
+        limit,
+        codes::BODY_TOO_LARGE,
+        "the request body",
+    )
+    .await?;
+    parse_json(&bytes)
+}
+
 /// Parses a JSON body, mapping errors to 400 `invalid_json`.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(codes::INVALID_JSON, e.to_string()))

@@ -13,7 +13,7 @@ use keel_wire::{
 };
 use serde::Deserialize;
 
-use crate::extract::{parse_json, read_body, PathText, Q};
+use crate::extract::{json_body, PathText, Q};
 use crate::kv::{read_point, unexpected};
 use crate::{parse_duration, ApiError, AppState};
 
@@ -61,16 +61,7 @@ pub(crate) async fn grant(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<LeaseResponse>), ApiError> {
-    let limit = state.config.max_request_size;
-    let bytes = read_body(
-        &headers,
-        body,
-        limit,
-        codes::BODY_TOO_LARGE,
-        "the request body",
-    )
-    .await?;
-    let req: LeaseGrantRequest = parse_json(&bytes)?;
+    let req: LeaseGrantRequest = json_body(&state.config, &headers, body).await?;
     let ttl_ms = ttl_ms(&req)?;
     match state.node.propose(Command::LeaseGrant { ttl_ms }).await? {
         Outcome::Lease(l) => {

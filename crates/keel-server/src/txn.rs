@@ -11,7 +11,7 @@ use keel_state::{
 use keel_wire::{codes, TxnRequest, TxnResponse, TxnResult};
 use serde_json::Value;
 
-use crate::extract::{parse_json, read_body};
+use crate::extract::json_body;
 use crate::kv::{envelope, unexpected};
 use crate::{ApiError, AppState, ServerConfig};
 
@@ -192,16 +192,7 @@ pub(crate) async fn txn(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TxnResponse>, ApiError> {
-    let limit = state.config.max_request_size;
-    let bytes = read_body(
-        &headers,
-        body,
-        limit,
-        codes::BODY_TOO_LARGE,
-        "the request body",
-    )
-    .await?;
-    let req: TxnRequest = parse_json(&bytes)?;
+    let req: TxnRequest = json_body(&state.config, &headers, body).await?;
     let txn = parse_txn(&state.config, req)?;
     match state.node.propose(Command::Txn(txn)).await? {
         Outcome::Txn(out) => Ok(Json(TxnResponse {
