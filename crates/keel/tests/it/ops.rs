@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{call, http, Server};
+use crate::support::{call, eventually, http, Server};
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
@@ -53,6 +53,8 @@ async fn startup_line_says_what_it_runs() {
 async fn sigterm_finishes_writes_and_exits_zero() {
     let mut s = Server::start(&[]);
     let c = s.client();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = progress.clone();
     let writer = tokio::spawn(async move {
         let mut acked = Vec::new();
         for i in 0..100_000u32 {
@@ -60,13 +62,20 @@ async fn sigterm_finishes_writes_and_exits_zero() {
                 .put(&format!("w/{i}"), format!("{i}"), &Default::default())
                 .await
             {
-                Ok(_) => acked.push(i),
+                Ok(_) => {
+                    acked.push(i);
+                    seen.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
+                }
                 Err(_) => break,
             }
         }
         acked
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writing = eventually(Duration::from_secs(10), async || {
+        progress.load(std::sync::atomic::Ordering::Relaxed) >= 50
+    })
+    .await;
+    assert!(writing, "writes are flowing before the signal");
     let status = tokio::task::spawn_blocking(move || {
         let st = s.stop();
         (st, s)

@@ -121,3 +121,23 @@ async fn all_or_nothing_and_validation() {
     .await;
     assert_error(&got, 400, "invalid_key");
 }
+
+#[tokio::test]
+async fn request_body_limit() {
+    let s = Server::start(&["--max-request-size", "2000"]);
+    let h = http();
+    let ops: Vec<_> = (0..40)
+        .map(|i| json!({"put": {"key": format!("key-{i}"), "value": "x".repeat(40)}}))
+        .collect();
+    let got = call(h.post(s.url("/v1/txn")).json(&json!({ "success": ops }))).await;
+    assert_error(&got, 413, "body_too_large");
+    assert_eq!(got.1["error"]["limit"], 2000);
+    let got = call(
+        h.post(s.url("/v1/leases"))
+            .body(format!("{{\"ttl\":\"{}\"}}", " ".repeat(3000))),
+    )
+    .await;
+    assert_error(&got, 413, "body_too_large");
+    let (st, _) = call(h.post(s.url("/v1/leases")).json(&json!({"ttl": "5s"}))).await;
+    assert_eq!(st, 201);
+}
