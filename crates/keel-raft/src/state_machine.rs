@@ -229,8 +229,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_membership: g.membership.clone(),
             snapshot_id,
         };
+        // Applying waits while the store is encoded under the read lock: measure that stall.
+        let started = std::time::Instant::now();
         let body = g.store.encode_snapshot();
         drop(g);
+        let encode = started.elapsed();
+        metrics::histogram!("keel_snapshot_encode_seconds").record(encode.as_secs_f64());
+        tracing::debug!(
+            encode_ms = encode.as_millis() as u64,
+            bytes = body.len(),
+            "snapshot encoded"
+        );
         let file = SnapshotStore::encode(&codec::encode_snapshot_meta(&meta), &body);
         SnapshotBuilder {
             meta,
