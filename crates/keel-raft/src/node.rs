@@ -79,6 +79,9 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Whether this node is the group's only voter.
     pub sole_voter: bool,
+    /// Set when Raft has stopped for good (a storage failure, or the node shut down): the
+    /// node will serve no more writes and the process should exit.
+    pub fatal: Option<String>,
 }
 
 /// One member of a keel Raft group.
@@ -275,6 +278,7 @@ fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus>
                     term: m.current_term,
                     last_log_index: m.last_log_index.unwrap_or(0),
                     applied_index: m.last_applied.map_or(0, |l| l.index),
+                    fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
                     sole_voter: {
                         let mut voters = m.membership_config.membership().voter_ids();
                         voters.next() == Some(id) && voters.next().is_none()
@@ -286,6 +290,10 @@ fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus>
             metrics::gauge!("keel_raft_is_leader").set(if status.is_leader { 1.0 } else { 0.0 });
             tx.send_replace(status);
             if metrics.changed().await.is_err() {
+                tx.send_modify(|s| {
+                    s.is_leader = false;
+                    s.fatal.get_or_insert_with(|| "raft stopped".into());
+                });
                 break;
             }
         }

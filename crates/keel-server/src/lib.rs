@@ -88,7 +88,8 @@ fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish and returns. Runs the lease expiry worker meanwhile.
+/// in-flight requests finish and returns; an error if it stopped because Raft did (a storage
+/// failure). Runs the lease expiry worker meanwhile.
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
@@ -106,6 +107,21 @@ pub async fn serve(
     if let Some(handle) = metrics.clone() {
         tokio::spawn(metrics_http::upkeep(handle, stop_rx));
     }
+    // Stop serving when asked, or when Raft stops for good (a storage failure): a node that
+    // can no longer write should exit so that its supervisor restarts it and it recovers
+    // from disk, rather than answer 503 forever.
+    let mut status = node.status();
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            r = status.wait_for(|s| s.fatal.is_some()) => {
+                let why = r.ok().and_then(|s| s.fatal.clone()).unwrap_or_else(|| "raft stopped".into());
+                tracing::error!(error = %why, "raft stopped; shutting down");
+                let _ = fatal_tx.send(why);
+            }
+        }
+    };
     let state = AppState {
         node,
         config: Arc::new(config),
@@ -113,11 +129,15 @@ pub async fn serve(
         lease_wake,
     };
     let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop)
         .await;
     stop_tx.send_replace(true);
     if let Err(e) = worker.await {
         tracing::warn!(error = %e, "lease worker ended abnormally");
     }
-    result
+    result?;
+    match fatal_rx.await {
+        Ok(why) => Err(std::io::Error::other(format!("raft stopped: {why}"))),
+        Err(_) => Ok(()),
+    }
 }

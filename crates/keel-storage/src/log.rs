@@ -306,7 +306,19 @@ impl Log {
     /// Forgets every record with index `upto` or below; deletes segment files that hold only
     /// such records.
     pub fn purge(&self, upto: u64) -> Result<()> {
-        self.lock().purge(upto)
+        // Forget the records under the lock; delete the files after releasing it, so that
+        // appends never wait for unlinks and directory syncs.
+        let (dir, doomed) = {
+            let mut g = self.lock();
+            (g.dir.clone(), g.purge(upto))
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for seg in &doomed {
+            std::fs::remove_file(&seg.path).ctx("removing purged segment", &seg.path)?;
+        }
+        sync_dir(&dir)
     }
 
     /// Stops the flusher after it has flushed every request already queued.
@@ -619,9 +631,11 @@ impl Inner {
         Ok(())
     }
 
-    fn purge(&mut self, upto: u64) -> Result<()> {
+    /// Drops records up to `upto` from the index and returns the segments that now hold only
+    /// such records, removed from the segment map, for the caller to delete.
+    fn purge(&mut self, upto: u64) -> Vec<Segment> {
         if self.locs.is_empty() || upto < self.base {
-            return Ok(());
+            return Vec::new();
         }
         let drop_n = ((upto + 1 - self.base) as usize).min(self.locs.len());
         self.locs.drain(..drop_n);
@@ -635,19 +649,11 @@ impl Inner {
         }
         // A segment can go when the next one starts at or before upto + 1.
         let firsts: Vec<u64> = self.segments.keys().copied().collect();
-        let mut removed = false;
-        for pair in firsts.windows(2) {
-            if pair[1] <= upto + 1 {
-                if let Some(seg) = self.segments.remove(&pair[0]) {
-                    std::fs::remove_file(&seg.path).ctx("removing purged segment", &seg.path)?;
-                    removed = true;
-                }
-            }
-        }
-        if removed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        firsts
+            .windows(2)
+            .filter(|pair| pair[1] <= upto + 1)
+            .filter_map(|pair| self.segments.remove(&pair[0]))
+            .collect()
     }
 }
 

@@ -191,3 +191,34 @@ async fn a_damaged_snapshot_over_a_purged_log_refuses_to_start() {
     );
     assert!(err.stderr.contains("missing or damaged"), "{}", err.stderr);
 }
+
+#[tokio::test]
+async fn a_storage_failure_stops_the_process_with_an_error() {
+    let mut s = Server::start(&["--segment-size", "4096"]);
+    let c = s.client();
+    c.put("before", "ok", &Default::default()).await.unwrap();
+    // Pull the log directory out from under the server: the open segment keeps working, but
+    // the next segment cannot be created.
+    std::fs::remove_dir_all(s.data_dir.join("raft/log")).unwrap();
+    let mut refused = false;
+    for i in 0..1000 {
+        if c.put(&format!("k{i}"), "x".repeat(200), &Default::default())
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "writes must fail once the log cannot grow");
+    let status = tokio::task::spawn_blocking(move || {
+        let st = s.wait_exit(Duration::from_secs(20));
+        (st, s)
+    })
+    .await
+    .unwrap();
+    let (status, s) = status;
+    let log = s.stderr.lock().unwrap().clone();
+    assert_eq!(status.and_then(|st| st.code()), Some(2), "{log}");
+    assert!(log.contains("raft stopped"), "{log}");
+}

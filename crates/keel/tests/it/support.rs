@@ -153,27 +153,32 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits (at most 30 s) for the exit status.
-    pub fn stop(&mut self) -> Option<ExitStatus> {
+    /// Waits (at most `limit`) for the process to exit by itself; SIGKILL after that.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let mut c = self.child.take()?;
         let pid = c.id();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        // Wait for the exit on a helper thread, bounded by a deadline; SIGKILL after it.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(c.wait().ok());
         });
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(limit) {
             Ok(status) => status,
             Err(_) => {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
-                rx.recv_timeout(Duration::from_secs(10)).ok().flatten()
+                None
             }
         }
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for the exit status; SIGKILL after that.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let pid = self.child.as_ref()?.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(30))
     }
 
     pub fn client(&self) -> keel_client::Client {
