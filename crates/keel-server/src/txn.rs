@@ -171,16 +171,7 @@ fn result(r: TxnOpResult) -> TxnResult {
             TxnResult::DeletePrefix { prefix, deleted }
         }
         TxnOpResult::Get { key, kv } => {
-            let item = kv.map(|w| {
-                let kv = keel_state::KeyValue {
-                    value: w.value,
-                    create_revision: w.create_revision,
-                    mod_revision: w.mod_revision,
-                    version: w.version,
-                    lease: w.lease,
-                };
-                envelope(&key, &kv, true)
-            });
+            let item = kv.map(|w| envelope(&key, &w.into(), true));
             TxnResult::Get { key, item }
         }
         TxnOpResult::Incr { key, value } => TxnResult::Incr { key, value },

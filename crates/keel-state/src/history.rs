@@ -80,8 +80,8 @@ impl History {
         &self,
         after: Revision,
     ) -> impl DoubleEndedIterator<Item = &Arc<ChangeSet>> {
-        let skip = after.saturating_sub(self.compacted) as usize;
-        self.sets.iter().skip(skip)
+        let skip = (after.saturating_sub(self.compacted) as usize).min(self.sets.len());
+        self.sets.range(skip..)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ChangeSet>> {

@@ -139,6 +139,18 @@ pub struct KeyValueWire {
     pub lease: Option<LeaseId>,
 }
 
+impl From<KeyValueWire> for KeyValue {
+    fn from(w: KeyValueWire) -> Self {
+        KeyValue {
+            value: w.value,
+            create_revision: w.create_revision,
+            mod_revision: w.mod_revision,
+            version: w.version,
+            lease: w.lease,
+        }
+    }
+}
+
 impl From<&KeyValue> for KeyValueWire {
     fn from(kv: &KeyValue) -> Self {
         KeyValueWire {
