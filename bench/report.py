@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Summarises a bench/run.sh run: reads its JSON lines and machine facts, prints Markdown.
+
+Usage: report.py RESULTS.jsonl MACHINE.json COMMAND
+Each configuration (target, workload, clients) is reported as the median of its runs.
+"""
+import json
+import statistics
+import sys
+
+# (workload, clients) rows of the main table, in order.
+ROWS = [("put", 1), ("put", 16), ("put", 64), ("get", 1), ("get", 16), ("get", 64),
+        ("cas", 16), ("watch-fanout", 1), ("ceiling", 1), ("ceiling", 16), ("ceiling", 64)]
+TARGETS = ["keel", "etcd", "redis-always", "redis-everysec", "nats", "hyper"]
+# Peers keel's ratio is shown against (redis-everysec is for reference only).
+RATIO_PEERS = ["etcd", "redis-always", "nats"]
+
+
+def load(path):
+    groups = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            r = json.loads(line)
+            if r.get("workload") == "load":
+                continue
+            groups.setdefault((r["target"], r["workload"], r["clients"]), []).append(r)
+    return {k: {
+        "runs": len(v),
+        "ops": statistics.median(r["ops_per_sec"] for r in v),
+        "p50": statistics.median(r["p50_us"] for r in v),
+        "p99": statistics.median(r["p99_us"] for r in v),
+        "errors": sum(r["errors"] for r in v),
+        "missed": sum(r.get("missed", 0) for r in v),
+        "cpu": statistics.median(r["loadgen_cpu"] for r in v),
+    } for k, v in groups.items()}
+
+
+def fmt_ops(x):
+    return "{:,.0f}".format(x)
+
+
+def fmt_us(x):
+    return "{:,.0f} µs".format(x) if x < 10_000 else "{:,.1f} ms".format(x / 1000)
+
+
+def cell(m, t, w, c):
+    s = m.get((t, w, c))
+    if not s:
+        return "—"
+    extra = ""
+    if s["errors"] or s["missed"]:
+        extra = " ⚠ {} errors, {} missed".format(s["errors"], s["missed"])
+    if w == "watch-fanout":
+        return "p50 {} / p99 {}{}".format(fmt_us(s["p50"]), fmt_us(s["p99"]), extra)
+    return "{} /s · p99 {}{}".format(fmt_ops(s["ops"]), fmt_us(s["p99"]), extra)
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def main():
+    results, machine_path, command = sys.argv[1], sys.argv[2], sys.argv[3]
+    m = load(results)
+    machine = json.load(open(machine_path))
+    reps = min((s["runs"] for s in m.values()), default=0)
+    out = []
+    p = out.append
+    p("# keel side by side — {}".format(machine["date"]))
+    p("")
+    p("Reproduce: `{}` (all targets on this one machine, loadgen included; every "
+      "configuration run {} times, targets interleaved; figures are medians).".format(command, reps))
+    p("")
+    p("**Machine:** {} cores ({}), {:.0f} GiB memory, Linux {}. Disk `fdatasync` on the data "
+      "filesystem, measured in this run: p50 {:.0f} µs / p99 {:.0f} µs on a preallocated file, "
+      "p50 {:.0f} µs / p99 {:.0f} µs when appending.".format(
+          machine["cores"], machine["cpu"], machine["mem_gib"], machine["kernel"],
+          machine["fsync_prealloc_p50_us"], machine["fsync_prealloc_p99_us"],
+          machine["fsync_append_p50_us"], machine["fsync_append_p99_us"]))
+    p("")
+    present = [t for t in TARGETS if any(k[0] == t for k in m)]
+    p("| workload | clients | " + " | ".join(present) + " | " +
+      " | ".join("keel ÷ " + t for t in RATIO_PEERS if t in present) + " |")
+    p("|---|---|" + "---|" * len(present) + "---|" * len([t for t in RATIO_PEERS if t in present]))
+    for w, c in ROWS:
+        if not any((t, w, c) in m for t in present):
+            continue
+        row = [w, str(c)] + [cell(m, t, w, c) for t in present]
+        for peer in RATIO_PEERS:
+            if peer not in present:
+                continue
+            k, o = m.get(("keel", w, c)), m.get((peer, w, c))
+            if w == "watch-fanout":
+                r = ratio(o and o["p99"], k and k["p99"])  # latency: higher is better for keel
+            else:
+                r = ratio(k and k["ops"], o and o["ops"])
+            row.append("{:.2f}×".format(r) if r else "—")
+        p("| " + " | ".join(row) + " |")
+    p("")
+    p("Cells: median ops/s and median p99 latency (watch-fanout: delivery latency from the "
+      "write's acknowledgement to each watcher's receipt). Ratios are keel's throughput over "
+      "the peer's (watch-fanout: the peer's p99 over keel's).")
+    p("")
+
+    # The issue's targets, checked against this run.
+    fsync_p50 = machine["fsync_prealloc_p50_us"]
+
+    def ops(t, w, c):
+        s = m.get((t, w, c))
+        return s and s["ops"]
+
+    def lat(t, w, c, q):
+        s = m.get((t, w, c))
+        return s and s[q]
+
+    checks = [
+        ("put, 64 clients ≥ 5× etcd", ratio(ops("keel", "put", 64), ops("etcd", "put", 64)), 5, "×"),
+        ("put, 64 clients ≥ 1× Redis always", ratio(ops("keel", "put", 64), ops("redis-always", "put", 64)), 1, "×"),
+        ("put, 64 clients ≥ 1.5× NATS KV", ratio(ops("keel", "put", 64), ops("nats", "put", 64)), 1.5, "×"),
+        ("put, 64 clients ≥ 0.6× hyper ceiling", ratio(ops("keel", "put", 64), ops("hyper", "ceiling", 64)), 0.6, "×"),
+        ("get, 64 clients ≥ 6× etcd", ratio(ops("keel", "get", 64), ops("etcd", "get", 64)), 6, "×"),
+        ("get, 64 clients ≥ 1.5× NATS KV", ratio(ops("keel", "get", 64), ops("nats", "get", 64)), 1.5, "×"),
+        ("get, 64 clients ≥ 0.8× hyper ceiling", ratio(ops("keel", "get", 64), ops("hyper", "ceiling", 64)), 0.8, "×"),
+        ("cas, 16 clients on 10 keys ≥ 3× etcd txn", ratio(ops("keel", "cas", 16), ops("etcd", "cas", 16)), 3, "×"),
+    ]
+    p("## Targets")
+    p("")
+    p("| target | measured | met |")
+    p("|---|---|---|")
+    for name, r, goal, unit in checks:
+        p("| {} | {} | {} |".format(name, "{:.2f}{}".format(r, unit) if r else "not measured",
+                                     ("yes" if r >= goal else "**no**") if r else "—"))
+    k1 = lat("keel", "put", 1, "p50")
+    r1 = lat("redis-always", "put", 1, "p50")
+    if k1:
+        p("| put, 1 client, p50 ≤ fdatasync p50 + 150 µs ({:.0f} µs) | {:.0f} µs | {} |".format(
+            fsync_p50 + 150, k1, "yes" if k1 <= fsync_p50 + 150 else "**no**"))
+        if r1:
+            p("| put, 1 client, p50 ≤ Redis always ({:.0f} µs) | {:.0f} µs | {} |".format(
+                r1, k1, "yes" if k1 <= r1 else "**no**"))
+    kw, ew = lat("keel", "watch-fanout", 1, "p99"), lat("etcd", "watch-fanout", 1, "p99")
+    p("| watch fan-out, 1,000 watchers: p99 ≤ etcd's{} | {} | {} |".format(
+        " ({})".format(fmt_us(ew)) if ew else "",
+        fmt_us(kw) if kw else "not measured (keel's watches arrive with the watch issue)",
+        ("yes" if kw <= ew else "**no**") if kw and ew else "—"))
+    p("")
+    p("## How each target ran")
+    p("")
+    for line in machine["targets"]:
+        p("- " + line)
+    p("")
+    p("Load generator: `keel-bench`, closed loop (each client sends its next request when the "
+      "last is answered), one connection per client, 256-byte values over 10,000 keys, 1 s "
+      "warm-up, then {} s measured; HDR histograms. Its own CPU use (cores) per run is in the "
+      "raw JSON (`loadgen_cpu`).".format(machine["seconds"]))
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
