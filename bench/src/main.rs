@@ -75,6 +75,13 @@ pub struct Args {
     /// Writes per second (watch-fanout).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
+    /// Watchers reading every change under `bench/` while a closed-loop workload runs (put
+    /// with watchers attached).
+    #[arg(long, default_value_t = 0)]
+    watchers_attached: usize,
+    /// The server's PID, to report its memory per idle watcher (watch-fanout).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +103,8 @@ struct Report {
     watchers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_per_watcher_kib: Option<f64>,
     /// CPU seconds the load generator used per wall second (1.0 = one core).
     loadgen_cpu: f64,
 }
@@ -161,7 +170,12 @@ async fn run<C: Client>(args: Arc<Args>) -> Result<()> {
         max_us: m.hist.max() as f64,
         errors: m.errors,
         conflicts: (w == Workload::Cas).then_some(m.conflicts),
-        watchers: (w == Workload::WatchFanout).then_some(args.watchers),
+        watchers: match w {
+            Workload::WatchFanout => Some(args.watchers),
+            _ if args.watchers_attached > 0 => Some(args.watchers_attached),
+            _ => None,
+        },
+        rss_per_watcher_kib: m.rss_per_watcher_kib,
         missed: (w == Workload::WatchFanout).then_some(m.missed),
         loadgen_cpu: (cpu_seconds() - cpu0) / wall,
     };

@@ -23,8 +23,8 @@ pub enum Workload {
     /// Read-modify-write with compare-and-swap on one of `--cas-keys` counters: an op is one
     /// increment that went in, however many attempts it took.
     Cas,
-    /// One writer at `--rate` writes/s to one key, `--watchers` watchers on it: the latency
-    /// from the write's acknowledgement to each watcher's receipt.
+    /// One writer at `--rate` writes/s to one key, `--watchers` watchers on its prefix: the
+    /// latency from the write's acknowledgement to each watcher's receipt.
     WatchFanout,
     /// GET / against the ceiling server.
     Ceiling,
@@ -54,6 +54,8 @@ pub struct Measured {
     pub conflicts: u64,
     /// Events a watcher should have seen and did not (watch-fanout only).
     pub missed: u64,
+    /// The server's resident memory per open, idle watcher, KiB (with `--server-pid`).
+    pub rss_per_watcher_kib: Option<f64>,
 }
 
 impl Measured {
@@ -64,6 +66,7 @@ impl Measured {
             errors: 0,
             conflicts: 0,
             missed: 0,
+            rss_per_watcher_kib: None,
         })
     }
 
@@ -210,8 +213,14 @@ async fn closed_loop_client<C: Client>(
     Ok(m)
 }
 
-/// Runs `args.clients` closed-loop clients for warm-up + duration.
+/// Runs `args.clients` closed-loop clients for warm-up + duration, with
+/// `--watchers-attached` watchers reading every change under `bench/` meanwhile.
 pub async fn closed_loop<C: Client>(args: Arc<Args>, value: Bytes) -> Result<Measured> {
+    let watchers = open_watchers::<C>(&args, "bench/", args.watchers_attached).await?;
+    let drains: Vec<_> = watchers
+        .into_iter()
+        .map(|mut w| tokio::spawn(async move { while let Ok(Some(_)) = w.next().await {} }))
+        .collect();
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
@@ -227,7 +236,44 @@ pub async fn closed_loop<C: Client>(args: Arc<Args>, value: Bytes) -> Result<Mea
     for t in tasks {
         total.add(&t.await??)?;
     }
+    for d in drains {
+        d.abort();
+    }
     Ok(total)
+}
+
+/// Opens `n` watchers on `prefix`, spread over `--watch-conns` connections where the
+/// protocol multiplexes (keel opens one connection per watcher regardless).
+async fn open_watchers<C: Client>(args: &Args, prefix: &str, n: usize) -> Result<Vec<C::Watch>> {
+    let conns = args.watch_conns.clamp(1, n.max(1));
+    let mut clients = Vec::with_capacity(conns);
+    for _ in 0..conns.min(n) {
+        clients.push(C::connect(&args.addr).await?);
+    }
+    let mut watches = Vec::with_capacity(n);
+    for i in 0..n {
+        let client = &mut clients[i % conns];
+        watches.push(
+            client
+                .watch(prefix)
+                .await
+                .with_context(|| format!("open watcher {i}"))?,
+        );
+    }
+    Ok(watches)
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// How long watchers keep reading after the last write, for stragglers.
@@ -248,22 +294,16 @@ fn fanout_seq(value: &[u8]) -> Option<u64> {
 /// watcher notes when it received each write; afterwards every receipt is compared with the
 /// moment the writer had the write's acknowledgement (a receipt before the ack counts 1 µs).
 pub async fn watch_fanout<C: Client>(args: Arc<Args>) -> Result<Measured> {
+    const PREFIX: &str = "bench-fanout/";
     const KEY: &str = "bench-fanout/key";
-    let conns = args.watch_conns.clamp(1, args.watchers.max(1));
-    let mut clients = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        clients.push(C::connect(&args.addr).await?);
-    }
-    let mut watches = Vec::with_capacity(args.watchers);
-    for i in 0..args.watchers {
-        let client = &mut clients[i % conns];
-        watches.push(
-            client
-                .watch(KEY)
-                .await
-                .with_context(|| format!("open watcher {i}"))?,
-        );
-    }
+    let rss_before = args.server_pid.and_then(rss_kib);
+    let watches = open_watchers::<C>(&args, PREFIX, args.watchers).await?;
+    let rss_per_watcher_kib = match (rss_before, args.server_pid.and_then(rss_kib)) {
+        (Some(before), Some(after)) if args.watchers > 0 => {
+            Some((after - before) / args.watchers as f64)
+        }
+        _ => None,
+    };
 
     let origin = Instant::now();
     let last_write = origin + Duration::from_secs_f64(args.warmup + args.duration);
@@ -314,6 +354,7 @@ pub async fn watch_fanout<C: Client>(args: Arc<Args>) -> Result<Measured> {
 
     let mut m = Measured::new()?;
     m.errors = errors;
+    m.rss_per_watcher_kib = rss_per_watcher_kib;
     let expected = acks.iter().filter(|a| a.is_some()).count() as u64;
     for r in readers {
         let seen = match r.await? {

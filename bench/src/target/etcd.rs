@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchStream};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions, WatchStream};
 
 use super::{counter, Client, Swap, Watch};
 use crate::workload::Workload;
@@ -62,8 +62,11 @@ impl Client for Etcd {
         })
     }
 
-    async fn watch(&mut self, key: &str) -> Result<EtcdWatch> {
-        let stream = self.0.watch(key, None).await?;
+    async fn watch(&mut self, prefix: &str) -> Result<EtcdWatch> {
+        let stream = self
+            .0
+            .watch(prefix, Some(WatchOptions::new().with_prefix()))
+            .await?;
         Ok(EtcdWatch(stream))
     }
 }

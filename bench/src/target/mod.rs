@@ -23,7 +23,7 @@ pub enum Swap {
     Conflict,
 }
 
-/// A watch opened on one key; yields the values written to it, in order.
+/// A watch opened on a prefix; yields the values written under it, in order.
 pub trait Watch: Send + 'static {
     /// The next batch of values, or `None` once the stream has ended.
     fn next(&mut self) -> impl Future<Output = Result<Option<Vec<Bytes>>>> + Send;
@@ -64,8 +64,8 @@ pub trait Client: Sized + Send + 'static {
     /// in between.
     fn increment_if_unchanged(&mut self, key: &str) -> impl Future<Output = Result<Swap>> + Send;
 
-    /// Starts watching `key`; returns once the watch is established.
-    fn watch(&mut self, key: &str) -> impl Future<Output = Result<Self::Watch>> + Send;
+    /// Starts watching every key under `prefix`; returns once the watch is established.
+    fn watch(&mut self, prefix: &str) -> impl Future<Output = Result<Self::Watch>> + Send;
 }
 
 /// Parses a decimal counter value (absent = 0).

@@ -20,6 +20,9 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use keel_wire as wire;
+pub use watch::{WatchItem, WatchOptions, WatchStream};
+
+mod watch;
 
 /// A client error.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +175,11 @@ impl Client {
             addr: self.base.to_string(),
             message: error_chain(&e),
         })?;
+        self.check(resp).await
+    }
+
+    /// A success passes; an error answer becomes [`Error::Api`].
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response> {
         if resp.status().is_success() {
             return Ok(resp);
         }

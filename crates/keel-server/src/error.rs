@@ -56,6 +56,16 @@ pub enum ApiError {
         /// The key's current `mod_revision` (0 when absent).
         current_revision: u64,
     },
+    /// 429: over a count limit.
+    #[error("{message}")]
+    TooMany {
+        /// Stable code.
+        code: &'static str,
+        /// What is over which limit.
+        message: String,
+        /// The limit.
+        limit: u64,
+    },
     /// 413 with a code.
     #[error("{message}")]
     TooLarge {
@@ -130,6 +140,11 @@ impl ApiError {
                     as_map(extra),
                 )
             }
+            ApiError::TooMany { code, limit, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                as_map(json!({ "limit": limit })),
+            ),
             ApiError::TooLarge { code, limit, .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code,
@@ -164,20 +179,26 @@ fn as_map(v: Value) -> Map<String, Value> {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the `{"code","message",…}` object, as every API error carries them.
+    pub(crate) fn detail(&self) -> (StatusCode, ErrorDetail) {
         let (status, code, extra) = self.parts();
         if status.is_server_error() {
             tracing::warn!(code, error = %self, "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message: self.to_string(),
-                extra,
-            },
+        let detail = ErrorDetail {
+            code: code.to_owned(),
+            message: self.to_string(),
+            extra,
         };
-        (status, axum::Json(body)).into_response()
+        (status, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.detail();
+        (status, axum::Json(ErrorBody { error })).into_response()
     }
 }
 

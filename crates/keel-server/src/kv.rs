@@ -10,6 +10,7 @@ use keel_wire::{codes, DeleteResponse, IncrResponse, ListResponse, RevisionRespo
 use serde::Deserialize;
 
 use crate::extract::{read_body, wants_json, PathText, Q};
+use crate::watch::{wait_for_change, Filter};
 use crate::{ApiError, AppState};
 
 /// Turns a stored key and value into its JSON envelope.
@@ -53,6 +54,33 @@ pub(crate) struct GetQuery {
     format: Option<String>,
     #[serde(default)]
     stale: bool,
+    wait: Option<String>,
+    after_revision: Option<u64>,
+}
+
+/// Blocking reads: with `wait`, holds the request until a key under `filter` changes after
+/// `after_revision` (default: now), the wait (at most 10 minutes) runs out, or the server
+/// stops; then the caller answers with the current state.
+async fn block(
+    state: &AppState,
+    filter: Filter,
+    wait: Option<&str>,
+    after_revision: Option<u64>,
+) -> Result<(), ApiError> {
+    let Some(wait) = wait else {
+        if after_revision.is_some() {
+            return Err(ApiError::bad(
+                codes::INVALID_QUERY,
+                "after_revision is only used with wait",
+            ));
+        }
+        return Ok(());
+    };
+    let wait = crate::parse_duration(wait)
+        .map_err(|e| ApiError::bad(codes::INVALID_QUERY, format!("wait {wait:?}: {e}")))?;
+    let reader = state.node.state();
+    wait_for_change(reader, &filter, after_revision, wait, state.closing.clone()).await;
+    Ok(())
 }
 
 pub(crate) async fn get(
@@ -73,6 +101,19 @@ pub(crate) async fn get(
             ))
         }
     };
+    if q.wait.is_some() && q.revision.is_some() {
+        return Err(ApiError::bad(
+            codes::INVALID_QUERY,
+            "wait reads the current state; it cannot be combined with revision",
+        ));
+    }
+    block(
+        &state,
+        Filter::Key(key.clone()),
+        q.wait.as_deref(),
+        q.after_revision,
+    )
+    .await?;
     read_point(&state, q.stale).await?;
     let (found, store_revision) = state
         .node
@@ -196,6 +237,8 @@ pub(crate) struct ListParams {
     revision: Option<u64>,
     #[serde(default)]
     stale: bool,
+    wait: Option<String>,
+    after_revision: Option<u64>,
 }
 
 pub(crate) async fn list(
@@ -210,6 +253,19 @@ pub(crate) async fn list(
             format!("limit must be between 1 and {max}"),
         ));
     }
+    if q.wait.is_some() && q.revision.is_some() {
+        return Err(ApiError::bad(
+            codes::INVALID_QUERY,
+            "wait reads the current state; it cannot be combined with revision",
+        ));
+    }
+    block(
+        &state,
+        Filter::Prefix(q.prefix.clone()),
+        q.wait.as_deref(),
+        q.after_revision,
+    )
+    .await?;
     read_point(&state, q.stale).await?;
     let query = ListQuery {
         prefix: q.prefix,

@@ -12,15 +12,19 @@ mod lease;
 mod lease_worker;
 mod metrics_http;
 mod ops;
+mod stream;
 mod txn;
+mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
 use keel_raft::Node;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use duration::parse_duration;
 pub use error::ApiError;
@@ -39,6 +43,10 @@ pub struct ServerConfig {
     pub default_list_limit: usize,
     /// Largest page size of `GET /v1/kv`.
     pub max_list_limit: usize,
+    /// Most watches one WebSocket may hold.
+    pub max_watches_per_socket: usize,
+    /// Origins (`scheme://host[:port]`) whose web pages may call the API (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +57,8 @@ impl Default for ServerConfig {
             max_txn_ops: 128,
             default_list_limit: 1_000,
             max_list_limit: 10_000,
+            max_watches_per_socket: 1_000,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -60,11 +70,13 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) lease_wake: Arc<tokio::sync::Notify>,
+    /// Becomes true when the server starts shutting down: long-lived streams end.
+    pub(crate) closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Builds the router for `node`.
-fn router(state: AppState) -> Router {
-    Router::new()
+fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
+    let router = Router::new()
         .route("/v1/kv", get(kv::list).delete(kv::delete_range))
         .route("/v1/kv/", axum::routing::any(kv::empty_key))
         .route(
@@ -73,6 +85,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/incr/{*key}", post(kv::incr))
         .route("/v1/txn", post(txn::txn))
+        .route("/v1/watch", get(stream::watch))
         .route("/v1/leases", post(lease::grant).get(lease::list))
         .route("/v1/leases/{id}", get(lease::get).delete(lease::revoke))
         .route("/v1/leases/{id}/keepalive", post(lease::keepalive))
@@ -83,8 +96,11 @@ fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_http::track))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    match cors {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -97,7 +113,9 @@ pub async fn serve(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let cors = cors_layer(&config.cors_origins)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let lease_wake = Arc::new(tokio::sync::Notify::new());
     let worker = tokio::spawn(lease_worker::run(
         node.clone(),
@@ -121,14 +139,17 @@ pub async fn serve(
                 let _ = fatal_tx.send(why);
             }
         }
+        // Watches and blocking reads end now, so that graceful shutdown does not wait on them.
+        closing_tx.send_replace(true);
     };
     let state = AppState {
         node,
         config: Arc::new(config),
         metrics,
         lease_wake,
+        closing,
     };
-    let result = axum::serve(listener, router(state))
+    let result = axum::serve(listener, router(state, cors))
         .with_graceful_shutdown(stop)
         .await;
     stop_tx.send_replace(true);
@@ -140,4 +161,44 @@ pub async fn serve(
         Ok(why) => Err(std::io::Error::other(format!("raft stopped: {why}"))),
         Err(_) => Ok(()),
     }
+}
+
+/// CORS for the configured origins: preflights are answered and every API response carries
+/// `Access-Control-Allow-Origin` for them, so pages on those origins can read keys and hold
+/// an `EventSource` on a watch. None when no origin is configured.
+fn cors_layer(origins: &[String]) -> std::io::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.trim_end_matches('/')).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("CORS origin {o:?}: {e}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let exposed = [
+        "keel-mod-revision",
+        "keel-create-revision",
+        "keel-version",
+        "keel-lease",
+        "keel-store-revision",
+    ]
+    .map(HeaderName::from_static);
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+            .allow_headers([
+                axum::http::header::CONTENT_TYPE,
+                axum::http::header::ACCEPT,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers(exposed)
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
 }

@@ -89,6 +89,23 @@ pub enum Command {
     /// Manage leases.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Print every change to a key, or to every key under a prefix, as it happens. After a
+    /// lost connection it reconnects and resumes where it stopped, without gaps.
+    Watch {
+        /// The key.
+        #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+        key: Option<String>,
+        /// Watch every key under this prefix ("" for all keys).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Start with the change at this revision (replaying the history since).
+        #[arg(long, conflicts_with = "initial")]
+        from_revision: Option<u64>,
+        /// First print the current state; if the history is ever compacted past where the
+        /// watch must resume, print the state again and continue (instead of exiting 1).
+        #[arg(long)]
+        initial: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,4 +180,11 @@ pub struct ServeArgs {
     /// Log format [default: human].
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Most watches one WebSocket may hold [default: 1000].
+    #[arg(long, env = "KEEL_MAX_WATCHES_PER_CONNECTION")]
+    pub max_watches_per_connection: Option<usize>,
+    /// Web origins allowed to call the API from a browser (CORS), comma-separated, e.g.
+    /// https://app.example.com [default: none].
+    #[arg(long, env = "KEEL_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
 }

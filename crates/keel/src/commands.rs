@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use keel_client::wire::{codes, KeyValue, TxnRequest, TxnResult};
-use keel_client::{Client, GetOptions, ListOptions, PutOptions};
+use keel_client::wire::{codes, KeyValue, TxnRequest, TxnResult, WatchEvent, WatchEventType};
+use keel_client::{Client, GetOptions, ListOptions, PutOptions, WatchItem, WatchOptions};
 use serde::Serialize;
 
 use crate::cli::{Command, LeaseCommand};
@@ -198,8 +198,105 @@ pub async fn run(addr: &str, json: bool, command: Command) -> Result<Exit> {
             }
         }
         Command::Lease(cmd) => return lease(&keel, json, cmd).await,
+        Command::Watch {
+            key,
+            prefix,
+            from_revision,
+            initial,
+        } => {
+            let opts = WatchOptions {
+                key,
+                prefix,
+                from_revision,
+                initial,
+                ..Default::default()
+            };
+            return watch(&keel, json, opts).await;
+        }
     }
     Ok(Exit::Ok)
+}
+
+/// `keel watch`: prints changes until interrupted. Exits 1 if the history was compacted past
+/// the point the watch had to resume from (unless `--initial`, which re-lists and goes on).
+async fn watch(keel: &Client, json: bool, mut opts: WatchOptions) -> Result<Exit> {
+    let mut stream = keel.watch(&opts).await?;
+    let mut outage = false;
+    loop {
+        let Some(item) = stream.next().await? else {
+            return Ok(Exit::Ok);
+        };
+        match item {
+            WatchItem::Snapshot(snap) => {
+                if json {
+                    print_json(&snap)?;
+                } else {
+                    for kv in &snap.items {
+                        println!(
+                            "PUT {} = {} (rev {})",
+                            kv.key,
+                            show_value(kv),
+                            kv.mod_revision
+                        );
+                    }
+                }
+            }
+            WatchItem::Change(change) => {
+                if json {
+                    print_json(&change)?;
+                } else {
+                    for e in &change.events {
+                        match e.kind {
+                            WatchEventType::Put => println!(
+                                "PUT {} = {} (rev {})",
+                                e.key,
+                                show_event_value(e),
+                                change.revision
+                            ),
+                            WatchEventType::Delete => {
+                                println!("DELETE {} (rev {})", e.key, change.revision)
+                            }
+                        }
+                    }
+                }
+            }
+            WatchItem::Progress(_) => {}
+            WatchItem::Reconnecting { error, .. } => {
+                if !outage {
+                    eprintln!("keel watch: connection lost ({error}); reconnecting");
+                    outage = true;
+                }
+            }
+            WatchItem::Resumed { after } => {
+                eprintln!("keel watch: reconnected; resuming after revision {after}");
+                outage = false;
+            }
+            WatchItem::Compacted { compact_revision } => {
+                if !opts.initial {
+                    eprintln!(
+                        "keel watch: the history was compacted (oldest revision now \
+                         {compact_revision}); changes were missed. Run with --initial to \
+                         re-list and continue."
+                    );
+                    return Ok(Exit::NotMet);
+                }
+                eprintln!(
+                    "keel watch: the history was compacted (oldest revision now \
+                     {compact_revision}); listing the current state again"
+                );
+                opts.from_revision = None;
+                stream = keel.watch(&opts).await?;
+            }
+        }
+    }
+}
+
+fn show_event_value(e: &WatchEvent) -> String {
+    match (&e.value, &e.value_base64) {
+        (Some(v), _) => v.clone(),
+        (None, Some(b)) => format!("<binary, base64 {b}>"),
+        (None, None) => String::new(),
+    }
 }
 
 async fn lease(keel: &Client, json: bool, cmd: LeaseCommand) -> Result<Exit> {

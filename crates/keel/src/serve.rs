@@ -24,6 +24,8 @@ struct FileConfig {
     history: Option<u64>,
     segment_size: Option<u64>,
     log_format: Option<LogFormat>,
+    max_watches_per_connection: Option<usize>,
+    cors_origins: Option<Vec<String>>,
 }
 
 /// Fully resolved settings.
@@ -38,6 +40,8 @@ pub struct Settings {
     pub history: u64,
     pub segment_size: u64,
     pub log_format: LogFormat,
+    pub max_watches_per_connection: usize,
+    pub cors_origins: Vec<String>,
 }
 
 fn resolve(args: ServeArgs) -> Result<Settings> {
@@ -78,6 +82,18 @@ fn resolve(args: ServeArgs) -> Result<Settings> {
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Human),
+        max_watches_per_connection: args
+            .max_watches_per_connection
+            .or(file.max_watches_per_connection)
+            .unwrap_or(1_000),
+        cors_origins: args
+            .cors_origins
+            .or(file.cors_origins)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
     };
     if s.node_id == 0 {
         bail!("--node-id must be at least 1");
@@ -87,6 +103,14 @@ fn resolve(args: ServeArgs) -> Result<Settings> {
     }
     if s.max_value_size == 0 || s.max_request_size == 0 {
         bail!("size limits must be positive");
+    }
+    if s.max_watches_per_connection == 0 {
+        bail!("--max-watches-per-connection must be at least 1");
+    }
+    for origin in &s.cors_origins {
+        if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            bail!("--cors-origins: {origin:?} is not an origin (scheme://host[:port])");
+        }
     }
     if s.segment_size < 4096 {
         bail!("--segment-size must be at least 4096 bytes");
@@ -173,6 +197,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         max_value_size: settings.max_value_size,
         max_request_size: settings.max_request_size,
+        max_watches_per_socket: settings.max_watches_per_connection,
+        cors_origins: settings.cors_origins.clone(),
         ..ServerConfig::default()
     };
     keel_server::serve(node.clone(), listener, config, metrics, shutdown_signal())

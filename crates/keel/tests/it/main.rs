@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on any unexpected error
 
+mod browser;
 mod cli;
 mod crash;
 mod kv;
@@ -10,3 +11,5 @@ mod ops;
 mod recovery;
 mod support;
 mod txn;
+mod watch;
+mod watch_cli;

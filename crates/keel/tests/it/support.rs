@@ -275,3 +275,124 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A free port on 127.0.0.1 (free when asked; the kernel does not hand it out again soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Server {
+    /// Starts a server on a fixed free port, so that `restart` keeps the address (as a
+    /// browser or a reconnecting watcher would need).
+    pub fn start_fixed_port(args: &[&str]) -> Server {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut all = vec!["--listen", listen.as_str()];
+        all.extend_from_slice(args);
+        Server::start(&all)
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One Server-Sent Event, with its data parsed as JSON (Null if it is not JSON).
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub id: Option<u64>,
+    pub data: serde_json::Value,
+}
+
+/// Reads Server-Sent Events from a streaming response, the way a browser does.
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Sse {
+    /// Opens `url` with extra headers; asserts a 200 event stream.
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut req = http().get(url).header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("watch request");
+        assert_eq!(resp.status(), 200, "watch {url}");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
+        Sse {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event (events without a name, like the `retry:` preamble, are skipped);
+    /// `None` when the stream ends. Panics if nothing arrives within `limit`.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let (mut name, mut id, mut data) = (String::new(), None, String::new());
+        loop {
+            while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+                if line.is_empty() {
+                    if !name.is_empty() {
+                        return Some(SseEvent {
+                            name,
+                            id,
+                            data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                        });
+                    }
+                    (id, data) = (None, String::new());
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line.as_str(), ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => name = value.to_owned(),
+                    "id" => id = value.parse().ok(),
+                    "data" => data.push_str(value),
+                    _ => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
+                Ok(Ok(None)) | Ok(Err(_)) => return None,
+                Err(_) => panic!("no watch event within {limit:?}"),
+            }
+        }
+    }
+
+    /// The next event, within 10 s.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        self.next_within(Duration::from_secs(10)).await
+    }
+
+    /// The next `change` event (progress events are skipped).
+    pub async fn next_change(&mut self) -> SseEvent {
+        loop {
+            let e = self.next().await.expect("stream ended before a change");
+            match e.name.as_str() {
+                "progress" => continue,
+                "change" => return e,
+                other => panic!("expected a change, got {other}: {}", e.data),
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Watches: one ordered, gap-free feed of changes to a key or a prefix, shared by the SSE and
+//! WebSocket streams and by blocking reads.
+//!
+//! A [`Watcher`] delivers every change set with a revision at or after its `next` revision,
+//! each exactly once and in order. It first catches up from the store's history window (a
+//! bounded chunk at a time, under the read lock), then follows the applied-change broadcast.
+//! The broadcast is a fixed ring shared by all watchers: a watcher that falls behind (its
+//! client stopped reading) is told it lagged and catches up from history again, and if the
+//! history no longer reaches back it is sent `compacted` and ends. So no watcher can slow a
+//! writer or hold more than a bounded amount of memory.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_raft::StateReader;
+use keel_state::{validate_key, ChangeSet, EventKind, ListQuery, ReadError};
+use keel_wire::{codes, KeyValue as WireKeyValue, WatchEvent, WatchEventType};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::kv::envelope;
+use crate::ApiError;
+
+/// Change sets read from the history per lock hold while catching up.
+const CATCH_UP_CHUNK: usize = 256;
+/// The idle interval between progress messages unless the client asks for another.
+pub(crate) const DEFAULT_PROGRESS: Duration = Duration::from_secs(10);
+/// Shortest progress interval a client may ask for.
+const MIN_PROGRESS: Duration = Duration::from_millis(100);
+
+/// Why a waiting watcher woke up.
+enum Wake {
+    Change(Result<Arc<ChangeSet>, RecvError>),
+    Progress,
+    Closing,
+}
+
+/// Resolves once the server starts shutting down.
+pub(crate) async fn closed(closing: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: the server is stopping too.
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+/// What a watch covers.
+#[derive(Clone, Debug)]
+pub(crate) enum Filter {
+    /// One key.
+    Key(String),
+    /// Every key starting with the prefix (empty: every key).
+    Prefix(String),
+}
+
+impl Filter {
+    /// Builds a filter from exactly one of `key` and `prefix`, validated.
+    pub(crate) fn new(key: Option<String>, prefix: Option<String>) -> Result<Filter, ApiError> {
+        match (key, prefix) {
+            (Some(k), None) => {
+                validate_key(&k)?;
+                Ok(Filter::Key(k))
+            }
+            (None, Some(p)) => {
+                if !p.is_empty() {
+                    validate_key(&p)?;
+                }
+                Ok(Filter::Prefix(p))
+            }
+            _ => Err(ApiError::bad(
+                codes::INVALID_QUERY,
+                "give exactly one of key and prefix",
+            )),
+        }
+    }
+
+    pub(crate) fn matches(&self, key: &str) -> bool {
+        match self {
+            Filter::Key(k) => k == key,
+            Filter::Prefix(p) => key.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// Where a watch starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// Only changes after the current revision. The first message is a progress message
+    /// naming that revision, so the client knows where the watch starts.
+    Now,
+    /// Every change with a revision at or after this one.
+    From(u64),
+    /// A snapshot of the current state, then every later change.
+    Initial,
+}
+
+/// What a watch asks for.
+#[derive(Clone, Debug)]
+pub(crate) struct WatchSpec {
+    pub(crate) filter: Filter,
+    pub(crate) start: Start,
+    pub(crate) prev_value: bool,
+    pub(crate) progress: Duration,
+}
+
+impl WatchSpec {
+    /// Parses the progress interval (a duration string; default 10 s; at least 100 ms).
+    pub(crate) fn progress_interval(text: Option<&str>) -> Result<Duration, ApiError> {
+        let Some(text) = text else {
+            return Ok(DEFAULT_PROGRESS);
+        };
+        let d = crate::parse_duration(text)
+            .map_err(|e| ApiError::bad(codes::INVALID_QUERY, format!("progress {text:?}: {e}")))?;
+        if d < MIN_PROGRESS {
+            return Err(ApiError::bad(
+                codes::INVALID_QUERY,
+                format!("progress must be at least {} ms", MIN_PROGRESS.as_millis()),
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// One message of a watch stream.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// The watched keys as of `revision` (`initial`).
+    Snapshot {
+        revision: u64,
+        items: Vec<WireKeyValue>,
+    },
+    /// Every watched change of one revision.
+    Change {
+        revision: u64,
+        events: Vec<WatchEvent>,
+    },
+    /// Idle: everything up to `revision` has been delivered.
+    Progress { revision: u64 },
+    /// History no longer reaches back to where the watch must resume; the watch ends.
+    Compacted { compact_revision: u64 },
+}
+
+/// A live watch. See the module documentation for its guarantees.
+pub(crate) struct Watcher {
+    spec: WatchSpec,
+    reader: StateReader,
+    changes: broadcast::Receiver<Arc<ChangeSet>>,
+    closing: watch::Receiver<bool>,
+    /// The next revision to deliver.
+    next: u64,
+    /// Whether to read the history before listening to the broadcast.
+    catching_up: bool,
+    backlog: VecDeque<Arc<ChangeSet>>,
+    /// Sent before anything else: the snapshot (`initial`) or the starting revision (now).
+    first: Option<Message>,
+    last_sent: Instant,
+    ended: bool,
+}
+
+impl Watcher {
+    /// Starts a watch. Subscribes to the broadcast before reading the state, so that nothing
+    /// applied in between can be missed (a change seen twice is skipped by revision).
+    pub(crate) fn open(
+        reader: StateReader,
+        spec: WatchSpec,
+        closing: watch::Receiver<bool>,
+    ) -> Watcher {
+        let changes = reader.subscribe();
+        let (next, first) = reader.read(|s| match spec.start {
+            Start::Now => {
+                let revision = s.revision();
+                (revision + 1, Some(Message::Progress { revision }))
+            }
+            Start::From(r) => (r.max(1), None),
+            Start::Initial => {
+                let revision = s.revision();
+                (revision + 1, Some(snapshot(s, &spec.filter)))
+            }
+        });
+        Watcher {
+            spec,
+            reader,
+            changes,
+            closing,
+            next,
+            catching_up: true,
+            backlog: VecDeque::new(),
+            first,
+            last_sent: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// The next message, or `None` once the watch has ended (after `compacted`, or when the
+    /// server shuts down).
+    pub(crate) async fn next(&mut self) -> Option<Message> {
+        let m = self.next_inner().await;
+        self.last_sent = Instant::now();
+        m
+    }
+
+    async fn next_inner(&mut self) -> Option<Message> {
+        if self.ended {
+            return None;
+        }
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            while let Some(set) = self.backlog.pop_front() {
+                if let Some(m) = self.deliver(&set) {
+                    return Some(m);
+                }
+            }
+            if self.catching_up {
+                match self.read_history() {
+                    Ok(true) => continue,
+                    Ok(false) => self.catching_up = false,
+                    Err(compact_revision) => {
+                        self.ended = true;
+                        return Some(Message::Compacted { compact_revision });
+                    }
+                }
+            }
+            let progress_at = self.last_sent + self.spec.progress;
+            let wake = tokio::select! {
+                received = self.changes.recv() => Wake::Change(received),
+                _ = tokio::time::sleep_until(progress_at) => Wake::Progress,
+                _ = closed(&mut self.closing) => Wake::Closing,
+            };
+            match wake {
+                Wake::Change(Ok(set)) => {
+                    if set.revision > self.next {
+                        // Something between was not seen here: the history has it.
+                        self.catching_up = true;
+                    } else if let Some(m) = self.deliver(&set) {
+                        return Some(m);
+                    }
+                }
+                Wake::Change(Err(RecvError::Lagged(_))) => self.catching_up = true,
+                Wake::Change(Err(RecvError::Closed)) | Wake::Closing => {
+                    self.ended = true;
+                    return None;
+                }
+                Wake::Progress => {
+                    return Some(Message::Progress {
+                        revision: self.next - 1,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Moves past `set`; the message for it if it is new and touches a watched key.
+    fn deliver(&mut self, set: &ChangeSet) -> Option<Message> {
+        if set.revision < self.next {
+            return None;
+        }
+        self.next = set.revision + 1;
+        let events: Vec<WatchEvent> = set
+            .events
+            .iter()
+            .filter(|e| self.spec.filter.matches(&e.key))
+            .map(|e| wire_event(e, set.revision, self.spec.prev_value))
+            .collect();
+        (!events.is_empty()).then_some(Message::Change {
+            revision: set.revision,
+            events,
+        })
+    }
+
+    /// Reads up to a chunk of change sets from `next` on into the backlog. `Ok(false)` once
+    /// there is nothing more (caught up); `Err(compact_revision)` if the history has moved on.
+    fn read_history(&mut self) -> Result<bool, u64> {
+        let after = self.next - 1;
+        let chunk = self.reader.read(|s| match s.changes_after(after) {
+            Ok(sets) => Ok(sets.take(CATCH_UP_CHUNK).cloned().collect::<Vec<_>>()),
+            Err(ReadError::Compacted {
+                compact_revision, ..
+            }) => Err(compact_revision),
+            // A start ahead of the store: nothing to catch up on yet.
+            Err(ReadError::FutureRevision { .. }) => Ok(Vec::new()),
+        })?;
+        let more = !chunk.is_empty();
+        self.backlog.extend(chunk);
+        Ok(more)
+    }
+}
+
+/// The watched keys as they are now.
+fn snapshot(s: &keel_state::Store, filter: &Filter) -> Message {
+    let items = match filter {
+        Filter::Key(k) => s
+            .get(k, None)
+            .ok()
+            .flatten()
+            .map(|kv| vec![envelope(k, &kv, true)])
+            .unwrap_or_default(),
+        Filter::Prefix(p) => s
+            .list(&ListQuery {
+                prefix: p.clone(),
+                after: None,
+                limit: usize::MAX,
+                revision: None,
+            })
+            .map(|page| {
+                page.items
+                    .iter()
+                    .map(|(k, kv)| envelope(k, kv, true))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    Message::Snapshot {
+        revision: s.revision(),
+        items,
+    }
+}
+
+fn wire_event(e: &keel_state::Event, revision: u64, prev_value: bool) -> WatchEvent {
+    let (prev_value, prev_value_base64) = match (&e.prev, prev_value) {
+        (Some(prev), true) => keel_wire::encode_value(&prev.value),
+        _ => (None, None),
+    };
+    match (e.kind, &e.kv) {
+        (EventKind::Put, Some(kv)) => {
+            let (value, value_base64) = keel_wire::encode_value(&kv.value);
+            WatchEvent {
+                kind: WatchEventType::Put,
+                key: e.key.clone(),
+                value,
+                value_base64,
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+                prev_value,
+                prev_value_base64,
+            }
+        }
+        _ => WatchEvent {
+            kind: WatchEventType::Delete,
+            key: e.key.clone(),
+            value: None,
+            value_base64: None,
+            create_revision: 0,
+            mod_revision: revision,
+            version: 0,
+            lease: None,
+            prev_value,
+            prev_value_base64,
+        },
+    }
+}
+
+/// Longest a blocking read may wait.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Blocking reads: waits until a key matching `filter` changes after revision `after`
+/// (default: the current revision), at most `wait`, or until the server shuts down. Returns
+/// at once if such a change is already in the history, or if the history no longer reaches
+/// back to `after` (then it cannot tell, and the caller answers with the current state).
+pub(crate) async fn wait_for_change(
+    reader: &StateReader,
+    filter: &Filter,
+    after: Option<u64>,
+    wait: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut changes = reader.subscribe();
+    let changed_since = |after: u64| {
+        reader.read(|s| match s.changes_after(after) {
+            Ok(mut sets) => sets.any(|set| set.events.iter().any(|e| filter.matches(&e.key))),
+            Err(ReadError::Compacted { .. }) => true,
+            Err(ReadError::FutureRevision { .. }) => false,
+        })
+    };
+    let after = after.unwrap_or_else(|| reader.read(|s| s.revision()));
+    if changed_since(after) {
+        return;
+    }
+    let deadline = Instant::now() + wait.min(MAX_WAIT);
+    loop {
+        tokio::select! {
+            received = changes.recv() => match received {
+                Ok(set) => {
+                    if set.revision > after && set.events.iter().any(|e| filter.matches(&e.key)) {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    if changed_since(after) {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = closed(&mut closing) => return,
+        }
+    }
+}
