@@ -10,7 +10,7 @@ import sys
 
 # (workload, clients) rows of the main table, in order.
 ROWS = [("put", 1), ("put", 16), ("put", 64), ("get", 1), ("get", 16), ("get", 64),
-        ("cas", 16), ("watch-fanout", 1), ("ceiling", 1), ("ceiling", 16), ("ceiling", 64)]
+        ("cas", 16), ("watch-fanout", 1000), ("ceiling", 1), ("ceiling", 16), ("ceiling", 64)]
 TARGETS = ["keel", "etcd", "redis-always", "redis-everysec", "nats", "hyper"]
 # Peers keel's ratio is shown against (redis-everysec is for reference only).
 RATIO_PEERS = ["etcd", "redis-always", "nats"]
@@ -26,7 +26,13 @@ def load(path):
             r = json.loads(line)
             if r.get("workload") == "load":
                 continue
-            groups.setdefault((r["target"], r["workload"], r["clients"]), []).append(r)
+            w, c = r["workload"], r["clients"]
+            if w == "watch-fanout":
+                c = r.get("watchers", c)  # a fan-out run is sized by its watchers
+            elif r.get("watchers"):
+                w = "%s+watchers" % w  # a closed loop with watchers attached
+                c = (c, r["watchers"])
+            groups.setdefault((r["target"], w, c), []).append(r)
     return {k: {
         "runs": len(v),
         "ops": statistics.median(r["ops_per_sec"] for r in v),
@@ -35,6 +41,8 @@ def load(path):
         "errors": sum(r["errors"] for r in v),
         "missed": sum(r.get("missed", 0) for r in v),
         "cpu": statistics.median(r["loadgen_cpu"] for r in v),
+        "rss_kib": statistics.median(r["rss_per_watcher_kib"] for r in v)
+        if all("rss_per_watcher_kib" in r for r in v) else None,
     } for k, v in groups.items()}
 
 
@@ -100,8 +108,9 @@ def main():
             row.append("{:.2f}×".format(r) if r else "—")
         p("| " + " | ".join(row) + " |")
     p("")
-    p("Cells: median ops/s and median p99 latency (watch-fanout: delivery latency from the "
-      "write's acknowledgement to each watcher's receipt). Ratios are keel's throughput over "
+    p("Cells: median ops/s and median p99 latency (watch-fanout: `clients` is the number of "
+      "watchers, and the cell the delivery latency from the write's acknowledgement to each "
+      "watcher's receipt). Ratios are keel's throughput over "
       "the peer's (watch-fanout: the peer's p99 over keel's).")
     p("")
 
@@ -141,12 +150,42 @@ def main():
         if r1:
             p("| put, 1 client, p50 ≤ Redis always ({:.0f} µs) | {:.0f} µs | {} |".format(
                 r1, k1, "yes" if k1 <= r1 else "**no**"))
-    kw, ew = lat("keel", "watch-fanout", 1, "p99"), lat("etcd", "watch-fanout", 1, "p99")
+    kw, ew = lat("keel", "watch-fanout", 1000, "p99"), lat("etcd", "watch-fanout", 1000, "p99")
     p("| watch fan-out, 1,000 watchers: p99 ≤ etcd's{} | {} | {} |".format(
         " ({})".format(fmt_us(ew)) if ew else "",
-        fmt_us(kw) if kw else "not measured (keel's watches arrive with the watch issue)",
+        fmt_us(kw) if kw else "not measured",
         ("yes" if kw <= ew else "**no**") if kw and ew else "—"))
     p("")
+    watch_rows = []
+    for n in (1000, 10000):
+        f = m.get(("keel", "watch-fanout", n))
+        base = m.get(("keel", "put", 1))
+        att = m.get(("keel", "put+watchers", (1, n)))
+        if not (f or att):
+            continue
+        loss = (1 - att["ops"] / base["ops"]) * 100 if att and base else None
+        watch_rows.append("| {:,} | {} | {} | {} | {} | {} | {} |".format(
+            n,
+            fmt_us(f["p50"]) if f else "—",
+            fmt_us(f["p99"]) if f else "—",
+            "{:.1f} KiB".format(f["rss_kib"]) if f and f["rss_kib"] is not None else "—",
+            fmt_ops(base["ops"]) if base else "—",
+            fmt_ops(att["ops"]) if att else "—",
+            "{:.0f} %".format(loss) if loss is not None else "—"))
+    if watch_rows:
+        p("## Watches (keel, SSE)")
+        p("")
+        p("One writer at 20 writes/s; watchers on its prefix, one SSE connection each. Fan-out "
+          "latency runs from the write's acknowledgement at the writer to each watcher's receipt "
+          "(a receipt before the acknowledgement counts 1 µs). RSS per watcher: the server's "
+          "resident memory growth per open, idle watcher. Put throughput: one closed-loop writer "
+          "(put, 1 client) without and with the watchers attached to the prefix it writes.")
+        p("")
+        p("| watchers | fan-out p50 | fan-out p99 | RSS per watcher | put/s alone | put/s with watchers | writer's loss |")
+        p("|---|---|---|---|---|---|---|")
+        for row in watch_rows:
+            p(row)
+        p("")
     p("## How each target ran")
     p("")
     for line in machine["targets"]:

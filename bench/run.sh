@@ -8,7 +8,8 @@
 # a fresh data directory, and runs the matrix REPS times, interleaving targets (and rotating
 # their order each repetition) so machine drift hits all of them alike. Writes
 # bench/results/DATE.md (medians, keel's ratios, the issue's targets, how each peer ran) and
-# bench/results/DATE.jsonl (every run), and prints the Markdown.
+# bench/results/DATE.jsonl (every run), and prints the Markdown. BENCH_RESULTS=DIR writes
+# them elsewhere (a trial run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -63,6 +64,9 @@ print(json.dumps({
     "fsync_append_p50_us": app[0], "fsync_append_p99_us": app[1], "targets": []}))
 PY
 
+# 10,000 watchers need as many sockets on each side (keel inherits this limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # Targets: label, keel-bench --target, address.
 declare -A kind addr
 start_keel main
@@ -97,6 +101,9 @@ m = json.load(open(sys.argv[1])); m["targets"] = json.loads(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"))
 PY
 
+# keel's PID, so fan-out runs can report its memory per watcher.
+pid_arg() { [ "$1" = keel ] && echo "--server-pid ${pids[0]}" || true; }
+
 results="$work/results.jsonl"
 bench() { # label workload clients [extra args]
   local label=$1 w=$2 c=$3; shift 3
@@ -118,12 +125,18 @@ for rep in $(seq 1 "$reps"); do
     bench hyper ceiling "$c"
   done
   for t in $(rotate "$rep" keel etcd redis-always redis-everysec nats); do bench "$t" cas 16; done
-  # keel's side of the fan-out arrives with the watch issue; the peer's is measured now.
-  bench etcd watch-fanout 1 --watchers 1000 --rate 20
+  # Watches: one writer at 20 writes/s, watchers on its prefix (keel: one SSE connection
+  # each, as browsers hold them; etcd: gRPC watch streams over 10 connections).
+  for t in $(rotate "$rep" keel etcd); do bench "$t" watch-fanout 1 --watchers 1000 --rate 20 $(pid_arg "$t"); done
+  bench keel watch-fanout 1 --watchers 10000 --rate 20 $(pid_arg keel)
+  # One closed-loop writer with watchers on the prefix it writes, against none (put, 1 client).
+  bench keel put 1 --watchers-attached 1000
+  bench keel put 1 --watchers-attached 10000
 done
 
 date=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["date"])' "$work/machine.json")
-mkdir -p bench/results
-cp "$results" "bench/results/$date.jsonl"
-python3 bench/report.py "$results" "$work/machine.json" "$command" >"bench/results/$date.md"
-cat "bench/results/$date.md"
+out=${BENCH_RESULTS:-bench/results}
+mkdir -p "$out"
+cp "$results" "$out/$date.jsonl"
+python3 bench/report.py "$results" "$work/machine.json" "$command" >"$out/$date.md"
+cat "$out/$date.md"

@@ -219,7 +219,7 @@ pub async fn closed_loop<C: Client>(args: Arc<Args>, value: Bytes) -> Result<Mea
     let watchers = open_watchers::<C>(&args, "bench/", args.watchers_attached).await?;
     let drains: Vec<_> = watchers
         .into_iter()
-        .map(|mut w| tokio::spawn(async move { while let Ok(Some(_)) = w.next().await {} }))
+        .map(|mut w| tokio::spawn(async move { while let Ok(true) = w.drain().await {} }))
         .collect();
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.clients)

@@ -197,6 +197,17 @@ impl KeelWatch {
     }
 }
 
+/// The part of a change message the fan-out workload reads.
+#[derive(serde::Deserialize)]
+struct Change {
+    events: Vec<ChangeEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChangeEvent {
+    value: Option<String>,
+}
+
 impl Watch for KeelWatch {
     async fn next(&mut self) -> Result<Option<Vec<Bytes>>> {
         loop {
@@ -206,15 +217,24 @@ impl Watch for KeelWatch {
             if name != "change" {
                 continue;
             }
-            let change: serde_json::Value = serde_json::from_str(&data)?;
-            let values = change["events"]
-                .as_array()
-                .context("change without events")?
-                .iter()
-                .filter_map(|e| e["value"].as_str().map(|v| Bytes::from(v.to_owned())))
+            let change: Change = serde_json::from_str(&data)?;
+            let values = change
+                .events
+                .into_iter()
+                .filter_map(|e| e.value.map(Bytes::from))
                 .collect();
             return Ok(Some(values));
         }
+    }
+
+    async fn drain(&mut self) -> Result<bool> {
+        Ok(match self.body.frame().await {
+            None => false,
+            Some(frame) => {
+                frame?;
+                true
+            }
+        })
     }
 }
 

@@ -27,6 +27,12 @@ pub enum Swap {
 pub trait Watch: Send + 'static {
     /// The next batch of values, or `None` once the stream has ended.
     fn next(&mut self) -> impl Future<Output = Result<Option<Vec<Bytes>>>> + Send;
+
+    /// Reads whatever arrives next without decoding it (a watcher that only keeps up);
+    /// false once the stream has ended.
+    fn drain(&mut self) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(self.next().await?.is_some()) }
+    }
 }
 
 /// A watch type for targets that have none (never constructed).

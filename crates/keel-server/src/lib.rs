@@ -72,6 +72,8 @@ pub(crate) struct AppState {
     pub(crate) lease_wake: Arc<tokio::sync::Notify>,
     /// Becomes true when the server starts shutting down: long-lived streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+    /// Encoded SSE change messages shared between watch streams.
+    pub(crate) sse_frames: Arc<stream::FrameCache>,
 }
 
 /// Builds the router for `node`.
@@ -148,6 +150,7 @@ pub async fn serve(
         metrics,
         lease_wake,
         closing,
+        sse_frames: Arc::default(),
     };
     let result = axum::serve(listener, router(state, cors))
         .with_graceful_shutdown(stop)

@@ -1,14 +1,16 @@
 //! `GET /v1/watch`: one watch as Server-Sent Events, or many watches on one WebSocket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use keel_wire::{
     codes, WatchChange, WatchCompacted, WatchProgress, WatchSnapshot, WsMessage, WsRequest, WsWatch,
@@ -95,40 +97,106 @@ pub(crate) async fn watch(
         read_point(&state, false).await?;
     }
     let watcher = Watcher::open(state.node.state().clone(), spec, state.closing.clone());
-    let retry = futures_util::stream::once(async { Ok(Event::default().retry(SSE_RETRY)) });
-    let events = futures_util::stream::unfold(watcher, |mut w| async move {
-        let m = w.next().await?;
-        Some((Ok::<_, Infallible>(sse_event(m)), w))
+    let frames = state.sse_frames.clone();
+    let retry = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Bytes::from(format!("retry: {}\n\n", SSE_RETRY.as_millis())))
     });
-    Ok(Sse::new(retry.chain(events)).into_response())
+    let events = futures_util::stream::unfold(watcher, move |mut w| {
+        let frames = frames.clone();
+        async move {
+            let m = w.next().await?;
+            Some((Ok(sse_frame(&w, m, &frames)), w))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(retry.chain(events)))
+        .map_err(|e| ApiError::Internal(format!("cannot build the event stream: {e}")))
 }
 
-fn sse_event(m: Message) -> Event {
-    let built = match m {
-        Message::Snapshot { revision, items } => Event::default()
-            .event("snapshot")
-            .id(revision.to_string())
-            .json_data(WatchSnapshot { revision, items }),
-        Message::Change { revision, events } => Event::default()
-            .event("change")
-            .id(revision.to_string())
-            .json_data(WatchChange { revision, events }),
-        Message::Progress { revision } => Event::default()
-            .event("progress")
-            .id(revision.to_string())
-            .json_data(WatchProgress { revision }),
-        Message::Compacted { compact_revision } => Event::default()
-            .event("compacted")
-            .json_data(WatchCompacted { compact_revision }),
-    };
-    built.unwrap_or_else(|e| {
-        Event::default()
-            .event("error")
-            .data(format!("cannot encode a watch message: {e}"))
-    })
+/// One SSE message: `id:` (the revision it covers), `event:` and one `data:` line of compact
+/// JSON (which never contains a newline).
+fn frame(name: &str, id: Option<u64>, data: &impl serde::Serialize) -> Bytes {
+    let mut buf = Vec::with_capacity(256);
+    if let Some(id) = id {
+        buf.extend_from_slice(format!("id: {id}\n").as_bytes());
+    }
+    buf.extend_from_slice(format!("event: {name}\ndata: ").as_bytes());
+    if let Err(e) = serde_json::to_writer(&mut buf, data) {
+        // Our own wire types always encode; say so on the stream rather than drop it.
+        buf.clear();
+        buf.extend_from_slice(format!("event: error\ndata: cannot encode: {e}").as_bytes());
+    }
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
 }
 
-fn ws_message(id: &str, m: Message) -> WsMessage {
+fn sse_frame(w: &Watcher, m: Message, frames: &FrameCache) -> Bytes {
+    match m {
+        Message::Snapshot { revision, items } => frame(
+            "snapshot",
+            Some(revision),
+            &WatchSnapshot { revision, items },
+        ),
+        Message::Change { set, whole } => {
+            let render = || {
+                let events = w.events(&set);
+                let revision = set.revision;
+                frame("change", Some(revision), &WatchChange { revision, events })
+            };
+            if whole {
+                frames.get_or_render(set.revision, w.prev_value(), render)
+            } else {
+                render()
+            }
+        }
+        Message::Progress { revision } => {
+            frame("progress", Some(revision), &WatchProgress { revision })
+        }
+        Message::Compacted { compact_revision } => {
+            frame("compacted", None, &WatchCompacted { compact_revision })
+        }
+    }
+}
+
+/// The encoded SSE messages of the latest whole change sets, shared by every stream that
+/// sends the same one: with a thousand watchers on a prefix, a write is encoded once, not a
+/// thousand times.
+#[derive(Default)]
+pub(crate) struct FrameCache(Mutex<VecDeque<(u64, bool, Bytes)>>);
+
+/// Encoded messages kept.
+const FRAME_CACHE: usize = 64;
+
+impl FrameCache {
+    fn get_or_render(
+        &self,
+        revision: u64,
+        prev_value: bool,
+        render: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let hit = {
+            let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .iter()
+                .find(|(r, p, _)| *r == revision && *p == prev_value)
+                .map(|(_, _, b)| b.clone())
+        };
+        if let Some(bytes) = hit {
+            return bytes;
+        }
+        let bytes = render();
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= FRAME_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((revision, prev_value, bytes.clone()));
+        bytes
+    }
+}
+
+fn ws_message(id: &str, w: &Watcher, m: Message) -> WsMessage {
     let mut out = WsMessage {
         id: id.to_owned(),
         ..Default::default()
@@ -138,9 +206,9 @@ fn ws_message(id: &str, m: Message) -> WsMessage {
             out.revision = Some(revision);
             out.items = Some(items);
         }
-        Message::Change { revision, events } => {
-            out.revision = Some(revision);
-            out.events = Some(events);
+        Message::Change { set, .. } => {
+            out.revision = Some(set.revision);
+            out.events = Some(w.events(&set));
         }
         Message::Progress { revision } => out.progress = Some(revision),
         Message::Compacted { compact_revision } => out.compacted = Some(compact_revision),
@@ -293,7 +361,7 @@ fn start_watch(
     let task_id = id.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = watcher.next().await {
-            if out.send(ws_message(&task_id, m)).await.is_err() {
+            if out.send(ws_message(&task_id, &watcher, m)).await.is_err() {
                 break;
             }
         }

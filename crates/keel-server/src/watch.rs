@@ -10,6 +10,7 @@
 //! writer or hold more than a bounded amount of memory.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use keel_state::{validate_key, ChangeSet, EventKind, ListQuery, ReadError};
 use keel_wire::{codes, KeyValue as WireKeyValue, WatchEvent, WatchEventType};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::kv::envelope;
 use crate::ApiError;
@@ -128,10 +129,13 @@ pub(crate) enum Message {
         revision: u64,
         items: Vec<WireKeyValue>,
     },
-    /// Every watched change of one revision.
+    /// Every watched change of one revision: the events of `set` that match the filter
+    /// (render them with [`Watcher::events`]).
     Change {
-        revision: u64,
-        events: Vec<WatchEvent>,
+        set: Arc<ChangeSet>,
+        /// Every event of the set matches, so every watcher with the same options sends the
+        /// same message (and may share its encoding).
+        whole: bool,
     },
     /// Idle: everything up to `revision` has been delivered.
     Progress { revision: u64 },
@@ -153,6 +157,9 @@ pub(crate) struct Watcher {
     /// Sent before anything else: the snapshot (`initial`) or the starting revision (now).
     first: Option<Message>,
     last_sent: Instant,
+    /// Fires when the stream has been idle for the progress interval (kept, not re-created,
+    /// across waits: a watcher may wait thousands of times a second).
+    progress_timer: Pin<Box<Sleep>>,
     ended: bool,
 }
 
@@ -165,6 +172,7 @@ impl Watcher {
         closing: watch::Receiver<bool>,
     ) -> Watcher {
         let changes = reader.subscribe();
+        let spec_progress = spec.progress;
         let (next, first) = reader.read(|s| match spec.start {
             Start::Now => {
                 let revision = s.revision();
@@ -186,6 +194,7 @@ impl Watcher {
             backlog: VecDeque::new(),
             first,
             last_sent: Instant::now(),
+            progress_timer: Box::pin(tokio::time::sleep(spec_progress)),
             ended: false,
         }
     }
@@ -222,9 +231,12 @@ impl Watcher {
                 }
             }
             let progress_at = self.last_sent + self.spec.progress;
+            if self.progress_timer.deadline() != progress_at {
+                self.progress_timer.as_mut().reset(progress_at);
+            }
             let wake = tokio::select! {
                 received = self.changes.recv() => Wake::Change(received),
-                _ = tokio::time::sleep_until(progress_at) => Wake::Progress,
+                _ = self.progress_timer.as_mut() => Wake::Progress,
                 _ = closed(&mut self.closing) => Wake::Closing,
             };
             match wake {
@@ -251,21 +263,34 @@ impl Watcher {
     }
 
     /// Moves past `set`; the message for it if it is new and touches a watched key.
-    fn deliver(&mut self, set: &ChangeSet) -> Option<Message> {
+    fn deliver(&mut self, set: &Arc<ChangeSet>) -> Option<Message> {
         if set.revision < self.next {
             return None;
         }
         self.next = set.revision + 1;
-        let events: Vec<WatchEvent> = set
+        let matching = set
             .events
             .iter()
             .filter(|e| self.spec.filter.matches(&e.key))
-            .map(|e| wire_event(e, set.revision, self.spec.prev_value))
-            .collect();
-        (!events.is_empty()).then_some(Message::Change {
-            revision: set.revision,
-            events,
+            .count();
+        (matching > 0).then(|| Message::Change {
+            set: set.clone(),
+            whole: matching == set.events.len(),
         })
+    }
+
+    /// The wire events of `set` that this watch covers.
+    pub(crate) fn events(&self, set: &ChangeSet) -> Vec<WatchEvent> {
+        set.events
+            .iter()
+            .filter(|e| self.spec.filter.matches(&e.key))
+            .map(|e| wire_event(e, set.revision, self.spec.prev_value))
+            .collect()
+    }
+
+    /// Whether events carry the previous value.
+    pub(crate) fn prev_value(&self) -> bool {
+        self.spec.prev_value
     }
 
     /// Reads up to a chunk of change sets from `next` on into the backlog. `Ok(false)` once
