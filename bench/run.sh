@@ -8,7 +8,8 @@
 # a fresh data directory, and runs the matrix REPS times, interleaving targets (and rotating
 # their order each repetition) so machine drift hits all of them alike. Writes
 # bench/results/DATE.md (medians, keel's ratios, the issue's targets, how each peer ran) and
-# bench/results/DATE.jsonl (every run), and prints the Markdown. BENCH_RESULTS=DIR writes
+# bench/results/DATE.jsonl (every run) with DATE.machine.json (so report.py can redo the
+# table), and prints the Markdown. BENCH_RESULTS=DIR writes
 # them elsewhere (a trial run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,8 +102,18 @@ m = json.load(open(sys.argv[1])); m["targets"] = json.loads(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"))
 PY
 
-# keel's PID, so fan-out runs can report its memory per watcher.
-pid_arg() { [ "$1" = keel ] && echo "--server-pid ${pids[0]}" || true; }
+# watch-fanout against a fresh keel (its memory per watcher is then that run's alone).
+fanout_keel() { # watchers
+  local main=$keel
+  start_keel "fanout-$rep-$1"
+  local pid=${pids[-1]}
+  "$bin/keel-bench" --target keel --label keel --addr "$keel" --workload watch-fanout \
+    --clients 1 --duration "$secs" --watchers "$1" --rate 20 --server-pid "$pid" | tee -a "$results"
+  kill "$pid"
+  for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+  rm -rf "$work/keel-fanout-$rep-$1"
+  keel=$main
+}
 
 results="$work/results.jsonl"
 bench() { # label workload clients [extra args]
@@ -127,8 +138,11 @@ for rep in $(seq 1 "$reps"); do
   for t in $(rotate "$rep" keel etcd redis-always redis-everysec nats); do bench "$t" cas 16; done
   # Watches: one writer at 20 writes/s, watchers on its prefix (keel: one SSE connection
   # each, as browsers hold them; etcd: gRPC watch streams over 10 connections).
-  for t in $(rotate "$rep" keel etcd); do bench "$t" watch-fanout 1 --watchers 1000 --rate 20 $(pid_arg "$t"); done
-  bench keel watch-fanout 1 --watchers 10000 --rate 20 $(pid_arg keel)
+  # keel's fan-out runs each get a fresh server, so that its memory per watcher is measured
+  # on a process that has not already grown for earlier runs' connections.
+  fanout_keel 1000
+  bench etcd watch-fanout 1 --watchers 1000 --rate 20
+  fanout_keel 10000
   # One closed-loop writer with watchers on the prefix it writes, against none (put, 1 client).
   bench keel put 1 --watchers-attached 1000
   bench keel put 1 --watchers-attached 10000
@@ -138,5 +152,6 @@ date=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["date"])'
 out=${BENCH_RESULTS:-bench/results}
 mkdir -p "$out"
 cp "$results" "$out/$date.jsonl"
+cp "$work/machine.json" "$out/$date.machine.json"
 python3 bench/report.py "$results" "$work/machine.json" "$command" >"$out/$date.md"
 cat "$out/$date.md"
