@@ -60,13 +60,21 @@ pub(crate) struct GetQuery {
 
 /// Blocking reads: with `wait`, holds the request until a key under `filter` changes after
 /// `after_revision` (default: now), the wait (at most 10 minutes) runs out, or the server
-/// stops; then the caller answers with the current state.
+/// stops; then the caller answers with the current state (so `wait` and a past `revision`
+/// exclude each other).
 async fn block(
     state: &AppState,
     filter: Filter,
     wait: Option<&str>,
     after_revision: Option<u64>,
+    revision: Option<u64>,
 ) -> Result<(), ApiError> {
+    if wait.is_some() && revision.is_some() {
+        return Err(ApiError::bad(
+            codes::INVALID_QUERY,
+            "wait reads the current state; it cannot be combined with revision",
+        ));
+    }
     let Some(wait) = wait else {
         if after_revision.is_some() {
             return Err(ApiError::bad(
@@ -101,17 +109,12 @@ pub(crate) async fn get(
             ))
         }
     };
-    if q.wait.is_some() && q.revision.is_some() {
-        return Err(ApiError::bad(
-            codes::INVALID_QUERY,
-            "wait reads the current state; it cannot be combined with revision",
-        ));
-    }
     block(
         &state,
         Filter::Key(key.clone()),
         q.wait.as_deref(),
         q.after_revision,
+        q.revision,
     )
     .await?;
     read_point(&state, q.stale).await?;
@@ -253,17 +256,12 @@ pub(crate) async fn list(
             format!("limit must be between 1 and {max}"),
         ));
     }
-    if q.wait.is_some() && q.revision.is_some() {
-        return Err(ApiError::bad(
-            codes::INVALID_QUERY,
-            "wait reads the current state; it cannot be combined with revision",
-        ));
-    }
     block(
         &state,
         Filter::Prefix(q.prefix.clone()),
         q.wait.as_deref(),
         q.after_revision,
+        q.revision,
     )
     .await?;
     read_point(&state, q.stale).await?;

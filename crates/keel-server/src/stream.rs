@@ -62,7 +62,13 @@ pub(crate) async fn watch(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     if let Ok(upgrade) = upgrade {
-        if q.key.is_some() || q.prefix.is_some() || q.from_revision.is_some() || q.initial {
+        let in_url = q.key.is_some()
+            || q.prefix.is_some()
+            || q.from_revision.is_some()
+            || q.initial
+            || q.prev_value
+            || q.progress.is_some();
+        if in_url {
             return Err(ApiError::bad(
                 codes::INVALID_QUERY,
                 "on a WebSocket, watches are asked for in messages, not in the URL",
@@ -84,7 +90,7 @@ pub(crate) async fn watch(
         ),
     };
     let start = match last_event_id {
-        Some(r) => Start::From(r + 1),
+        Some(r) => Start::From(r.saturating_add(1)),
         None => start_of(q.from_revision, q.initial)?,
     };
     let spec = WatchSpec {

@@ -498,6 +498,11 @@ async fn blocking_reads_wake_only_for_their_key_or_prefix() {
         400,
         "invalid_query",
     );
+    assert_error(
+        &call(c.get(s.url("/v1/kv?prefix=cfg/&wait=1s&revision=1"))).await,
+        400,
+        "invalid_query",
+    );
 }
 
 async fn ws_connect(
