@@ -690,7 +690,10 @@ async fn streams_end_cleanly_at_shutdown() {
     ws_next(&mut ws).await;
     let c = http();
     let blocked = tokio::spawn(call(c.get(s.url("/v1/kv/k?wait=5m"))));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        pending_after(&blocked, Duration::from_millis(200)).await,
+        "the read blocks"
+    );
     let t = Instant::now();
     let status = s.stop().expect("exits");
     assert!(status.success(), "{status:?}");
