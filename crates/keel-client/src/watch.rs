@@ -71,7 +71,6 @@ pub struct WatchStream {
     /// No bytes for this long means the connection is dead (progress keeps a live one busy).
     idle_limit: Duration,
     backoff: Duration,
-    reconnecting: bool,
     ended: bool,
 }
 
@@ -118,7 +117,6 @@ impl Client {
             event: Event::default(),
             idle_limit: progress * 3 + Duration::from_secs(2),
             backoff: MIN_BACKOFF,
-            reconnecting: false,
             ended: false,
         };
         stream.connect().await?;
@@ -161,14 +159,10 @@ impl WatchStream {
                 return Ok(None);
             }
             if self.resp.is_none() {
-                if !self.reconnecting {
-                    self.reconnecting = true;
-                }
                 tokio::time::sleep(self.backoff).await;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 match self.connect().await {
                     Ok(()) => {
-                        self.reconnecting = false;
                         self.backoff = MIN_BACKOFF;
                         if let Some(after) = self.last_id {
                             return Ok(Some(WatchItem::Resumed { after }));
