@@ -5,6 +5,7 @@
 mod browser;
 mod cli;
 mod crash;
+mod fixture;
 mod kv;
 mod lease;
 mod ops;
