@@ -26,6 +26,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An earlier sync failed: the log accepts no more writes until the process restarts and
+    /// recovers from what is on disk.
+    #[error("{0}")]
+    Failed(String),
     /// A caller broke the log's contract (for example appended out of order).
     #[error("invalid log operation: {0}")]
     Invalid(String),

@@ -27,16 +27,6 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Reserves `len` bytes of disk for `file` so that later writes need no allocation and an
-/// `fdatasync` flushes data only. Falls back to extending the file where the file system
-/// cannot preallocate.
-pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
-        Ok(()) => Ok(()),
-        Err(_) => file.set_len(len).ctx("extending", path),
-    }
-}
-
 pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use keel_storage::{Error, Log, LogOptions};
 
+mod sim_disk;
+
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes: 4096,

@@ -1,41 +1,36 @@
-//! The write-ahead log: numbered byte records in preallocated, append-only segment files.
-//!
-//! Segment file `{first_index:020}.seg`:
-//! - header (32 bytes): `KEELLOG\0` | version u32 | reserved u32 | first index u64 |
-//!   crc32 of the preceding 24 bytes | 4 zero bytes;
-//! - records: length u32 (of what follows the checksum) | crc32 u32 | index u64 | data;
-//! - zeros up to the preallocated size. A zero length marks the end.
+//! The write-ahead log: numbered byte records in preallocated, append-only segment files
+//! (their bytes are described in [`format`]).
 //!
 //! Durability: [`Log::append`] writes records with `pwrite` and hands a completion callback to
-//! one flusher thread. The flusher takes every request queued so far, issues one
-//! `fdatasync`, then runs all their callbacks: proposals that arrive while a sync is in flight
-//! share the next one (group commit). A callback never runs before its records are on disk.
+//! the [`flusher`] thread, which makes every append queued so far durable with one
+//! `fdatasync` and then runs their callbacks: appends that arrive while a sync is in flight
+//! are written meanwhile and share the next one (group commit, pipelined). A callback never
+//! reports success before its records are on disk, and after one failed sync no callback
+//! does and no append is accepted.
 //!
 //! Recovery: a damaged record at the very end of the newest segment, followed only by zeros,
 //! is a write torn by a crash; it is cut with a warning. Damage anywhere else is an error
 //! naming the file and offset: such a log is never silently shortened.
 
+mod flusher;
+mod format;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::disk::{Disk, DiskFile, OsDisk};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{preallocate, sync_dir, u32_at, u64_at};
-
-const MAGIC: &[u8; 8] = b"KEELLOG\0";
-const VERSION: u32 = 1;
-const HEADER_LEN: u64 = 32;
-/// length + crc + index
-const RECORD_HEAD: usize = 16;
-/// Records larger than this are refused (and treated as damage when read).
-const MAX_RECORD: usize = 1 << 30;
+use flusher::{Failure, FlushRequest};
+use format::{
+    check_header, encode_header, encode_record, parse_record, segment_first_index, segment_path,
+    Header, Parsed, HEADER_LEN, MAX_RECORD, RECORD_HEAD,
+};
 
 /// Tuning of the log.
 #[derive(Clone, Debug)]
@@ -64,17 +59,9 @@ pub struct OpenReport {
     pub records: u64,
 }
 
-type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
-
-struct FlushRequest {
-    file: Arc<File>,
-    records: usize,
-    done: Done,
-}
-
 struct Segment {
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn DiskFile>,
     capacity: u64,
 }
 
@@ -86,6 +73,7 @@ struct Loc {
 }
 
 struct Inner {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     opts: LogOptions,
     /// Segments by first index; the last one is written.
@@ -106,6 +94,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Mutex<Inner>>,
+    failure: Arc<Failure>,
 }
 
 impl std::fmt::Debug for Log {
@@ -114,102 +103,26 @@ impl std::fmt::Debug for Log {
     }
 }
 
-fn segment_path(dir: &Path, first: u64) -> PathBuf {
-    dir.join(format!("{first:020}.seg"))
-}
-
-fn encode_header(first: u64) -> [u8; HEADER_LEN as usize] {
-    let mut h = [0u8; HEADER_LEN as usize];
-    h[..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    h[16..24].copy_from_slice(&first.to_le_bytes());
-    let crc = crc32fast::hash(&h[..24]);
-    h[24..28].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-fn encode_record(buf: &mut Vec<u8>, index: u64, data: &[u8]) {
-    let len = (8 + data.len()) as u32;
-    let mut h = crc32fast::Hasher::new();
-    h.update(&index.to_le_bytes());
-    h.update(data);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&h.finalize().to_le_bytes());
-    buf.extend_from_slice(&index.to_le_bytes());
-    buf.extend_from_slice(data);
-}
-
-/// One record parsed from a segment, or why it could not be.
-enum Parsed {
-    Record {
-        index: u64,
-        data_at: usize,
-        data_len: usize,
-        next: usize,
-    },
-    End,
-    Bad {
-        extent_end: usize,
-        reason: &'static str,
-    },
-}
-
-fn parse_record(buf: &[u8], at: usize) -> Parsed {
-    if at + 4 > buf.len() {
-        return Parsed::End;
-    }
-    let len = u32_at(buf, at) as usize;
-    if len == 0 {
-        return if buf[at..].iter().all(|&b| b == 0) {
-            Parsed::End
-        } else {
-            Parsed::Bad {
-                extent_end: at + 4,
-                reason: "zero length before non-zero data",
-            }
-        };
-    }
-    if !(8..=MAX_RECORD).contains(&len) || at + 8 + len > buf.len() {
-        return Parsed::Bad {
-            extent_end: buf.len(),
-            reason: "record length out of range",
-        };
-    }
-    let crc = u32_at(buf, at + 4);
-    let body = &buf[at + 8..at + 8 + len];
-    if crc32fast::hash(body) != crc {
-        return Parsed::Bad {
-            extent_end: at + 8 + len,
-            reason: "checksum mismatch",
-        };
-    }
-    Parsed::Record {
-        index: u64_at(buf, at + 8),
-        data_at: at + RECORD_HEAD,
-        data_len: len - 8,
-        next: at + 8 + len,
-    }
-}
-
 impl Log {
     /// Opens the log in `dir` (creating it if needed), verifying every record.
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(Log, OpenReport)> {
-        std::fs::create_dir_all(dir).ctx("creating log directory", dir)?;
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in std::fs::read_dir(dir).ctx("listing", dir)? {
-            let path = entry.ctx("listing", dir)?.path();
-            let first = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".seg"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(first) = first {
-                names.push((first, path));
-            }
-        }
+        Self::open_on(Arc::new(OsDisk), dir, opts)
+    }
+
+    /// Opens the log in `dir` on `disk`.
+    pub fn open_on(disk: Arc<dyn Disk>, dir: &Path, opts: LogOptions) -> Result<(Log, OpenReport)> {
+        disk.create_dir_all(dir)
+            .ctx("creating log directory", dir)?;
+        let mut names: Vec<(u64, PathBuf)> = disk
+            .list(dir)
+            .ctx("listing", dir)?
+            .into_iter()
+            .filter_map(|path| segment_first_index(&path).map(|first| (first, path)))
+            .collect();
         names.sort();
         let mut report = OpenReport::default();
         let mut inner = Inner {
+            disk,
             dir: dir.to_owned(),
             opts,
             segments: BTreeMap::new(),
@@ -232,13 +145,16 @@ impl Log {
         }
         let (tx, rx) = mpsc::channel();
         inner.flush_tx = Some(tx);
+        let failure = Arc::new(Failure::default());
+        let shared = failure.clone();
         std::thread::Builder::new()
             .name("keel-log-flush".into())
-            .spawn(move || flusher(rx))
+            .spawn(move || flusher::run(rx, shared))
             .ctx("starting flusher thread for", dir)?;
         Ok((
             Log {
                 inner: Arc::new(Mutex::new(inner)),
+                failure,
             },
             report,
         ))
@@ -262,25 +178,31 @@ impl Log {
 
     /// Writes records and returns at once; `done` runs on the flusher thread once they are
     /// durable (or with the error that prevented it). Indexes must continue the log without a
-    /// gap, except on an empty log.
+    /// gap, except on an empty log. After a failed sync every append is refused.
     pub fn append(
         &self,
         records: Vec<(u64, Vec<u8>)>,
         done: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> Result<()> {
+        if let Some(e) = self.failure.error() {
+            return Err(Error::Failed(e.to_string()));
+        }
         let mut g = self.lock();
-        let (file, count) = g.append(records)?;
+        let (file, count) = g.append(records).map_err(|e| self.failure.poison(e))?;
         let req = FlushRequest {
             file,
             records: count,
             done: Box::new(done),
         };
-        match &g.flush_tx {
-            Some(tx) => tx
-                .send(req)
-                .map_err(|_| Error::Invalid("log flusher has stopped".into())),
-            None => Err(Error::Invalid("log is closed".into())),
-        }
+        let Some(tx) = &g.flush_tx else {
+            return Err(Error::Invalid("log is closed".into()));
+        };
+        let in_flight = self.failure.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::histogram!("keel_log_appends_in_flight").record(in_flight as f64);
+        tx.send(req).map_err(|_| {
+            self.failure.in_flight.fetch_sub(1, Ordering::Relaxed);
+            Error::Invalid("log flusher has stopped".into())
+        })
     }
 
     /// Reads the records with indexes in `range` that exist, in order.
@@ -300,7 +222,12 @@ impl Log {
 
     /// Deletes every record with index `from` or above, durably, before returning.
     pub fn truncate(&self, from: u64) -> Result<()> {
-        self.lock().truncate(from)
+        if let Some(e) = self.failure.error() {
+            return Err(Error::Failed(e.to_string()));
+        }
+        self.lock()
+            .truncate(from)
+            .map_err(|e| self.failure.poison(e))
     }
 
     /// Forgets every record with index `upto` or below; deletes segment files that hold only
@@ -308,17 +235,18 @@ impl Log {
     pub fn purge(&self, upto: u64) -> Result<()> {
         // Forget the records under the lock; delete the files after releasing it, so that
         // appends never wait for unlinks and directory syncs.
-        let (dir, doomed) = {
+        let (disk, dir, doomed) = {
             let mut g = self.lock();
-            (g.dir.clone(), g.purge(upto))
+            (g.disk.clone(), g.dir.clone(), g.purge(upto))
         };
         if doomed.is_empty() {
             return Ok(());
         }
         for seg in &doomed {
-            std::fs::remove_file(&seg.path).ctx("removing purged segment", &seg.path)?;
+            disk.remove(&seg.path)
+                .ctx("removing purged segment", &seg.path)?;
         }
-        sync_dir(&dir)
+        disk.sync_dir(&dir).ctx("syncing directory", &dir)
     }
 
     /// Stops the flusher after it has flushed every request already queued.
@@ -340,31 +268,40 @@ impl Inner {
             .ok_or_else(|| Error::Invalid("log has no segment".into()))
     }
 
+    fn sync_dir(&self) -> Result<()> {
+        self.disk
+            .sync_dir(&self.dir)
+            .ctx("syncing directory", &self.dir)
+    }
+
     fn create_segment(&mut self, first: u64, min_capacity: u64) -> Result<()> {
         let path = segment_path(&self.dir, first);
         let capacity = self.opts.segment_bytes.max(min_capacity + HEADER_LEN);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let file = self
+            .disk
+            .create(&path, capacity)
             .ctx("creating segment", &path)?;
-        preallocate(&file, &path, capacity)?;
         file.write_all_at(&encode_header(first), 0)
             .ctx("writing segment header", &path)?;
-        file.sync_all().ctx("syncing new segment", &path)?;
-        sync_dir(&self.dir)?;
+        file.sync_data().ctx("syncing new segment", &path)?;
+        self.sync_dir()?;
         self.segments.insert(
             first,
             Segment {
                 path,
-                file: Arc::new(file),
+                file,
                 capacity,
             },
         );
         self.write_offset = HEADER_LEN;
         Ok(())
+    }
+
+    /// Drops every record from the index (they precede a gap, or a jump forward).
+    fn forget_all(&mut self) {
+        self.locs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
     }
 
     fn recover_segment(
@@ -374,42 +311,33 @@ impl Inner {
         last_segment: bool,
         report: &mut OpenReport,
     ) -> Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .ctx("opening segment", &path)?;
-        let buf = std::fs::read(&path).ctx("reading segment", &path)?;
+        let file = self.disk.open(&path).ctx("opening segment", &path)?;
+        let buf = read_whole(&*file).ctx("reading segment", &path)?;
         let corrupt = |offset: usize, reason: &str| Error::Corrupt {
             path: path.clone(),
             offset: offset as u64,
             reason: reason.to_owned(),
         };
-        let header_ok = buf.len() >= HEADER_LEN as usize
-            && &buf[..8] == MAGIC
-            && crc32fast::hash(&buf[..24]) == u32_at(&buf, 24)
-            && u64_at(&buf, 16) == first;
-        if !header_ok {
-            if last_segment && buf.iter().skip(HEADER_LEN as usize).all(|&b| b == 0) {
-                // Creation was interrupted before any record went in: nothing to lose.
-                tracing::warn!(path = %path.display(), "removing half-created log segment");
-                std::fs::remove_file(&path).ctx("removing", &path)?;
-                return Ok(());
+        match check_header(&buf, first) {
+            Header::Valid => {}
+            Header::UnknownVersion(v) => {
+                return Err(corrupt(8, &format!("unknown log format version {v}")))
             }
-            return Err(corrupt(0, "bad segment header"));
-        }
-        if u32_at(&buf, 8) != VERSION {
-            return Err(corrupt(8, "unknown log format version"));
-        }
-        if let Some(last) = self.last() {
-            if first != last + 1 {
-                // A gap between segments: everything before it was superseded (a snapshot
-                // replaced it); the caller's purge point covers it.
-                tracing::info!(path = %path.display(), "log restarts after a gap; dropping older records");
-                self.locs.clear();
-                self.cache.clear();
-                self.cache_bytes = 0;
+            Header::Bad => {
+                if last_segment && buf.iter().skip(HEADER_LEN as usize).all(|&b| b == 0) {
+                    // Creation was interrupted before any record went in: nothing to lose.
+                    tracing::warn!(path = %path.display(), "removing half-created log segment");
+                    self.disk.remove(&path).ctx("removing", &path)?;
+                    return Ok(());
+                }
+                return Err(corrupt(0, "bad segment header"));
             }
+        }
+        if self.last().is_some_and(|last| first != last + 1) {
+            // A gap between segments: everything before it was superseded (a snapshot
+            // replaced it); the caller's purge point covers it.
+            tracing::info!(path = %path.display(), "log restarts after a gap; dropping older records");
+            self.forget_all();
         }
         let mut at = HEADER_LEN as usize;
         let mut expected = first;
@@ -428,17 +356,13 @@ impl Inner {
                             &format!("record index {index}, expected {expected}"),
                         ));
                     }
-                    if self.locs.is_empty() {
-                        self.base = index;
-                        self.cache_base = index;
-                    }
-                    self.locs.push_back(Loc {
-                        segment: first,
-                        offset: at as u64,
-                        len: data_len as u32,
-                    });
-                    self.cache_push(
+                    self.index_record(
                         index,
+                        Loc {
+                            segment: first,
+                            offset: at as u64,
+                            len: data_len as u32,
+                        },
                         Bytes::copy_from_slice(&buf[data_at..data_at + data_len]),
                     );
                     expected += 1;
@@ -466,7 +390,7 @@ impl Inner {
             first,
             Segment {
                 path,
-                file: Arc::new(file),
+                file,
                 capacity,
             },
         );
@@ -474,7 +398,12 @@ impl Inner {
         Ok(())
     }
 
-    fn cache_push(&mut self, index: u64, data: Bytes) {
+    /// Adds record `index` (the next one) to the in-memory index and cache.
+    fn index_record(&mut self, index: u64, loc: Loc, data: Bytes) {
+        if self.locs.is_empty() {
+            self.base = index;
+        }
+        self.locs.push_back(loc);
         if self.cache.is_empty() {
             self.cache_base = index;
         }
@@ -488,11 +417,9 @@ impl Inner {
         }
     }
 
-    fn append(&mut self, records: Vec<(u64, Vec<u8>)>) -> Result<(Arc<File>, usize)> {
-        let Some(first) = records.first().map(|r| r.0) else {
-            let (_, seg) = self.current()?;
-            return Ok((seg.file.clone(), 0));
-        };
+    /// Checks that `records` continue the log (or jump past its end) and are not too large.
+    /// Returns whether they continue it without a jump.
+    fn check_append(&self, records: &[(u64, Vec<u8>)], first: u64) -> Result<bool> {
         for (i, (index, data)) in records.iter().enumerate() {
             if *index != first + i as u64 {
                 return Err(Error::Invalid(format!(
@@ -506,19 +433,49 @@ impl Inner {
                 )));
             }
         }
-        let contiguous = self.last().is_none_or(|l| first == l + 1);
-        if !contiguous {
-            if self.last().is_some_and(|l| first <= l) {
-                return Err(Error::Invalid(format!(
-                    "append at {first} overlaps the log (last {:?}); truncate first",
-                    self.last()
-                )));
+        match self.last() {
+            Some(last) if first <= last => Err(Error::Invalid(format!(
+                "append at {first} overlaps the log (last {last}); truncate first"
+            ))),
+            Some(last) => Ok(first == last + 1),
+            None => Ok(true),
+        }
+    }
+
+    /// Makes sure the current segment can take `len` more bytes of records starting at index
+    /// `first`, sealing it and starting a new one if not.
+    fn make_room(&mut self, first: u64, len: u64, contiguous: bool) -> Result<()> {
+        let (seg_first, seg) = self.current()?;
+        let fits = self.write_offset + len <= seg.capacity;
+        let seg_empty = self.write_offset == HEADER_LEN;
+        if contiguous && fits && !(seg_empty && seg_first != first) {
+            return Ok(());
+        }
+        if seg_empty {
+            if let Some(old) = self.segments.remove(&seg_first) {
+                self.disk
+                    .remove(&old.path)
+                    .ctx("removing empty segment", &old.path)?;
             }
+        } else {
+            // Seal the old segment durably so only the newest can ever hold a torn tail.
+            seg.file
+                .sync_data()
+                .ctx("syncing sealed segment", &seg.path)?;
+        }
+        self.create_segment(first, len)
+    }
+
+    fn append(&mut self, records: Vec<(u64, Vec<u8>)>) -> Result<(Arc<dyn DiskFile>, usize)> {
+        let Some(first) = records.first().map(|r| r.0) else {
+            let (_, seg) = self.current()?;
+            return Ok((seg.file.clone(), 0));
+        };
+        let contiguous = self.check_append(&records, first)?;
+        if !contiguous {
             // The log jumps forward (after a snapshot): start a fresh segment at the new index
             // so that every segment stays gap-free.
-            self.locs.clear();
-            self.cache.clear();
-            self.cache_bytes = 0;
+            self.forget_all();
         }
         let mut buf = Vec::with_capacity(records.iter().map(|r| r.1.len() + RECORD_HEAD).sum());
         let mut offsets = Vec::with_capacity(records.len());
@@ -526,39 +483,21 @@ impl Inner {
             offsets.push(buf.len() as u64);
             encode_record(&mut buf, *index, data);
         }
-        let (seg_first, seg) = self.current()?;
-        let fits = self.write_offset + buf.len() as u64 <= seg.capacity;
-        let seg_empty = self.write_offset == HEADER_LEN;
-        if !contiguous || !fits || (seg_empty && seg_first != first) {
-            if seg_empty {
-                if let Some(old) = self.segments.remove(&seg_first) {
-                    std::fs::remove_file(&old.path).ctx("removing empty segment", &old.path)?;
-                }
-            } else {
-                // Seal the old segment durably so only the newest can ever hold a torn tail.
-                seg.file
-                    .sync_data()
-                    .ctx("syncing sealed segment", &seg.path)?;
-            }
-            self.create_segment(first, buf.len() as u64)?;
-        }
+        self.make_room(first, buf.len() as u64, contiguous)?;
         let (seg_first, seg) = self.current()?;
         let start = self.write_offset;
         seg.file
             .write_all_at(&buf, start)
             .ctx("appending to", &seg.path)?;
         let file = seg.file.clone();
-        if self.locs.is_empty() {
-            self.base = first;
-        }
         let count = records.len();
         for ((index, data), off) in records.into_iter().zip(offsets) {
-            self.locs.push_back(Loc {
+            let loc = Loc {
                 segment: seg_first,
                 offset: start + off,
                 len: data.len() as u32,
-            });
-            self.cache_push(index, Bytes::from(data));
+            };
+            self.index_record(index, loc, Bytes::from(data));
         }
         self.write_offset = start + buf.len() as u64;
         Ok((file, count))
@@ -602,10 +541,12 @@ impl Inner {
             .collect();
         for k in later {
             if let Some(seg) = self.segments.remove(&k) {
-                std::fs::remove_file(&seg.path).ctx("removing truncated segment", &seg.path)?;
+                self.disk
+                    .remove(&seg.path)
+                    .ctx("removing truncated segment", &seg.path)?;
             }
         }
-        sync_dir(&self.dir)?;
+        self.sync_dir()?;
         let seg = self
             .segments
             .get(&loc.segment)
@@ -657,29 +598,10 @@ impl Inner {
     }
 }
 
-fn flusher(rx: mpsc::Receiver<FlushRequest>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let mut files: Vec<&Arc<File>> = Vec::new();
-        for req in &batch {
-            if !files.iter().any(|f| Arc::ptr_eq(f, &req.file)) {
-                files.push(&req.file);
-            }
-        }
-        let started = Instant::now();
-        let result = files.iter().try_for_each(|f| f.sync_data());
-        metrics::histogram!("keel_log_fsync_seconds").record(started.elapsed().as_secs_f64());
-        let records: usize = batch.iter().map(|r| r.records).sum();
-        metrics::histogram!("keel_log_fsync_batch_records").record(records as f64);
-        for req in batch {
-            let r = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), format!("log fsync failed: {e}"))),
-            };
-            (req.done)(r);
-        }
-    }
+/// The whole contents of a file.
+fn read_whole(file: &dyn DiskFile) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
 }

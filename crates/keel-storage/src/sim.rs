@@ -1,0 +1,272 @@
+//! A simulated disk for crash and fault tests (feature `sim`): it remembers which writes were
+//! made durable by a sync, so that a test can cut the power at any moment and see what a
+//! real disk could have kept, and it can fail a chosen sync the way Linux does.
+//!
+//! The model:
+//! - A file's writes are visible at once but durable only after [`DiskFile::sync_data`]; a
+//!   file's creation or removal is durable only after [`Disk::sync_dir`] on its directory.
+//! - A failed sync loses the writes it was to make durable (Linux marks the pages clean and
+//!   may report the loss only once), while reads still see them; later syncs may succeed.
+//! - [`SimDisk::crash`] returns the disk as it could be found after a power cut: the durable
+//!   state plus, per file, some prefix of its unsynced writes in the order they were made,
+//!   the last of which may be torn at any byte. From then on the crashed disk refuses every
+//!   operation, so nothing the process does later can become durable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::disk::{Disk, DiskFile};
+
+#[derive(Default)]
+struct FileData {
+    /// What reads see.
+    current: Vec<u8>,
+    /// What survives a crash for certain.
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order: (offset, bytes).
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Default)]
+struct State {
+    dirs: BTreeSet<PathBuf>,
+    /// The names a process sees.
+    visible: BTreeMap<PathBuf, Arc<Mutex<FileData>>>,
+    /// The names that survive a crash.
+    durable: BTreeMap<PathBuf, Arc<Mutex<FileData>>>,
+    syncs: u64,
+    fail_syncs: BTreeSet<u64>,
+    crashed: bool,
+}
+
+/// The simulated disk. Clones share it.
+#[derive(Clone, Default)]
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for SimDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDisk").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn gone() -> io::Error {
+    io::Error::other("simulated power cut: the disk is gone")
+}
+
+fn write_into(buf: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
+    let at = offset as usize;
+    if buf.len() < at + bytes.len() {
+        buf.resize(at + bytes.len(), 0);
+    }
+    buf[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// A small deterministic generator (splitmix64), so crash images follow from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..=n`.
+    fn upto(&mut self, n: usize) -> usize {
+        (self.next() % (n as u64 + 1)) as usize
+    }
+}
+
+impl SimDisk {
+    /// An empty disk.
+    pub fn new() -> SimDisk {
+        SimDisk::default()
+    }
+
+    /// Makes the `n`th sync from now fail (1 = the next one). Counts every file sync.
+    pub fn fail_sync_after(&self, n: u64) {
+        let mut s = lock(&self.state);
+        let at = s.syncs + n.max(1);
+        s.fail_syncs.insert(at);
+    }
+
+    /// How many file syncs were asked for so far.
+    pub fn syncs(&self) -> u64 {
+        lock(&self.state).syncs
+    }
+
+    /// Cuts the power: this disk refuses every operation from now on, and the returned disk
+    /// holds what survived, chosen by `seed` (see the module documentation).
+    pub fn crash(&self, seed: u64) -> SimDisk {
+        let mut rng = Rng(seed);
+        let mut s = lock(&self.state);
+        s.crashed = true;
+        let mut after = State {
+            dirs: s.dirs.clone(),
+            ..State::default()
+        };
+        for (path, file) in &s.durable {
+            let f = lock(file);
+            let mut bytes = f.durable.clone();
+            let kept = rng.upto(f.pending.len());
+            for (offset, data) in &f.pending[..kept] {
+                write_into(&mut bytes, *offset, data);
+            }
+            if let Some((offset, data)) = f.pending.get(kept) {
+                let torn = rng.upto(data.len());
+                write_into(&mut bytes, *offset, &data[..torn]);
+            }
+            let survivor = Arc::new(Mutex::new(FileData {
+                current: bytes.clone(),
+                durable: bytes,
+                pending: Vec::new(),
+            }));
+            after.visible.insert(path.clone(), survivor.clone());
+            after.durable.insert(path.clone(), survivor);
+        }
+        SimDisk {
+            state: Arc::new(Mutex::new(after)),
+        }
+    }
+
+    fn live(&self) -> io::Result<MutexGuard<'_, State>> {
+        let s = lock(&self.state);
+        if s.crashed {
+            return Err(gone());
+        }
+        Ok(s)
+    }
+}
+
+struct SimFile {
+    disk: SimDisk,
+    data: Arc<Mutex<FileData>>,
+}
+
+impl Disk for SimDisk {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.live()?;
+        for d in dir.ancestors() {
+            s.dirs.insert(d.to_owned());
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let s = self.live()?;
+        if !s.dirs.contains(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        Ok(s.visible
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
+    }
+
+    fn create(&self, path: &Path, len: u64) -> io::Result<Arc<dyn DiskFile>> {
+        let mut s = self.live()?;
+        if !path.parent().is_some_and(|d| s.dirs.contains(d)) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        let data = Arc::new(Mutex::new(FileData {
+            current: vec![0; len as usize],
+            durable: Vec::new(),
+            pending: vec![(0, vec![0; len as usize])],
+        }));
+        s.visible.insert(path.to_owned(), data.clone());
+        Ok(Arc::new(SimFile {
+            disk: self.clone(),
+            data,
+        }))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
+        let s = self.live()?;
+        let data = s
+            .visible
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+        Ok(Arc::new(SimFile {
+            disk: self.clone(),
+            data,
+        }))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.live()?;
+        s.visible
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.live()?;
+        let State {
+            visible, durable, ..
+        } = &mut *s;
+        durable.retain(|p, _| p.parent() != Some(dir) || visible.contains_key(p));
+        for (p, f) in visible.iter() {
+            if p.parent() == Some(dir) {
+                durable.insert(p.clone(), f.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DiskFile for SimFile {
+    // Every operation holds the disk's lock (then the file's) throughout, so that a crash
+    // happens entirely before or entirely after it.
+    fn size(&self) -> io::Result<u64> {
+        let _disk = self.disk.live()?;
+        Ok(lock(&self.data).current.len() as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let _disk = self.disk.live()?;
+        let f = lock(&self.data);
+        let at = offset as usize;
+        let src = f
+            .current
+            .get(at..at + buf.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let _disk = self.disk.live()?;
+        let mut f = lock(&self.data);
+        write_into(&mut f.current, offset, buf);
+        f.pending.push((offset, buf.to_vec()));
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut disk = self.disk.live()?;
+        disk.syncs += 1;
+        let n = disk.syncs;
+        let fail = disk.fail_syncs.remove(&n);
+        let mut f = lock(&self.data);
+        if fail {
+            f.pending.clear();
+            return Err(io::Error::other("simulated fsync failure (EIO)"));
+        }
+        f.durable = f.current.clone();
+        f.pending.clear();
+        Ok(())
+    }
+}
