@@ -144,9 +144,11 @@ def main():
                                      ("yes" if r >= goal else "**no**") if r else "—"))
     k1 = lat("keel", "put", 1, "p50")
     r1 = lat("redis-always", "put", 1, "p50")
+    h1 = lat("hyper", "ceiling", 1, "p50")
     if k1:
-        p("| put, 1 client, p50 ≤ fdatasync p50 + 150 µs ({:.0f} µs) | {:.0f} µs | {} |".format(
-            fsync_p50 + 150, k1, "yes" if k1 <= fsync_p50 + 150 else "**no**"))
+        p("| put, 1 client, p50 ≤ fdatasync p50 + 100 µs ({:.0f} µs; a bare HTTP round trip here: {}) | {:.0f} µs | {} |".format(
+            fsync_p50 + 100, "{:.0f} µs".format(h1) if h1 else "not measured", k1,
+            "yes" if k1 <= fsync_p50 + 100 else "**no**"))
         if r1:
             p("| put, 1 client, p50 ≤ Redis always ({:.0f} µs) | {:.0f} µs | {} |".format(
                 r1, k1, "yes" if k1 <= r1 else "**no**"))

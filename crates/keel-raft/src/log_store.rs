@@ -1,25 +1,30 @@
 //! openraft's `RaftLogStorage` over keel-storage's segmented log.
+//!
+//! `append` writes the entries and returns at once; the log's flusher reports them durable to
+//! openraft later (`IOFlushed`), so the next entries are written while a sync runs. The vote
+//! and the purge point live in small metadata files beside the log.
 
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 
 use crate::codec;
-use crate::{StorageError, TypeConfig};
+use crate::{Entry, LogId, TypeConfig, Vote};
 
-fn write_err(e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
+fn io_err(e: keel_storage::Error) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
 #[derive(Default)]
 struct Meta {
-    vote: Option<Vote<u64>>,
-    last_purged: Option<LogId<u64>>,
-    committed: Option<LogId<u64>>,
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+    committed: Option<LogId>,
 }
 
 /// The Raft log: entries in keel-storage's log, the vote and purge point in metadata files.
@@ -28,6 +33,8 @@ pub struct LogStore {
     log: keel_storage::Log,
     dir: PathBuf,
     meta: Arc<Mutex<Meta>>,
+    commit_index: metrics::Gauge,
+    last_index: metrics::Gauge,
 }
 
 impl LogStore {
@@ -36,19 +43,32 @@ impl LogStore {
         dir: &Path,
         opts: keel_storage::LogOptions,
     ) -> Result<(LogStore, keel_storage::OpenReport), keel_storage::Error> {
-        let (log, report) = keel_storage::Log::open(&dir.join("log"), opts)?;
-        let vote = keel_storage::read_meta(&dir.join("vote"))?;
-        let purged = keel_storage::read_meta(&dir.join("purged"))?;
-        let corrupt = |name: &str, e: StorageError| keel_storage::Error::Corrupt {
+        Self::open_on(Arc::new(keel_storage::OsDisk), dir, opts)
+    }
+
+    /// Opens the log under `dir` with its segments on `disk` (the metadata files are always
+    /// on the operating system's file system).
+    pub fn open_on(
+        disk: Arc<dyn keel_storage::Disk>,
+        dir: &Path,
+        opts: keel_storage::LogOptions,
+    ) -> Result<(LogStore, keel_storage::OpenReport), keel_storage::Error> {
+        std::fs::create_dir_all(dir).map_err(|source| keel_storage::Error::Io {
+            context: "creating raft directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let (log, report) = keel_storage::Log::open_on(disk, &dir.join("log"), opts)?;
+        let corrupt = |name: &str, e: io::Error| keel_storage::Error::Corrupt {
             path: dir.join(name),
             offset: 0,
             reason: e.to_string(),
         };
         let mut meta = Meta::default();
-        if let Some(v) = vote {
+        if let Some(v) = keel_storage::read_meta(&dir.join("vote"))? {
             meta.vote = Some(codec::decode_vote(&v).map_err(|e| corrupt("vote", e))?);
         }
-        if let Some(p) = purged {
+        if let Some(p) = keel_storage::read_meta(&dir.join("purged"))? {
             let id = codec::decode_log_id(&p).map_err(|e| corrupt("purged", e))?;
             log.purge(id.index)?;
             meta.last_purged = Some(id);
@@ -57,6 +77,8 @@ impl LogStore {
             log,
             dir: dir.to_owned(),
             meta: Arc::new(Mutex::new(meta)),
+            commit_index: metrics::gauge!("keel_raft_commit_index"),
+            last_index: metrics::gauge!("keel_raft_last_log_index"),
         };
         Ok((store, report))
     }
@@ -75,8 +97,8 @@ impl LogStore {
         &self.log
     }
 
-    fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
-        let records = self.log.read(start..end).map_err(codec::read_err)?;
+    fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        let records = self.log.read(start..end).map_err(io_err)?;
         records
             .into_iter()
             .map(|(i, b)| codec::decode_entry(i, &b))
@@ -88,7 +110,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+    ) -> io::Result<Vec<Entry>> {
         let start = match range.start_bound() {
             Bound::Included(&s) => s,
             Bound::Excluded(&s) => s + 1,
@@ -101,12 +123,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         self.read_range(start, end)
     }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(self.meta().vote)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id = self.meta().last_purged;
         let last_log_id = match self.log.last_index() {
             Some(i) => self.read_range(i, i + 1)?.pop().map(|e| e.log_id),
@@ -122,58 +148,53 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        keel_storage::write_meta(&self.dir.join("vote"), &codec::encode_vote(vote)).map_err(
-            |e| StorageError::from(StorageIOError::write_vote(AnyError::error(e.to_string()))),
-        )?;
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        keel_storage::write_meta(&self.dir.join("vote"), &codec::encode_vote(vote))
+            .map_err(io_err)?;
         self.meta().vote = Some(*vote);
         Ok(())
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
-        Ok(self.meta().vote)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         if let Some(c) = committed {
-            metrics::gauge!("keel_raft_commit_index").set(c.index as f64);
+            self.commit_index.set(c.index as f64);
         }
         self.meta().committed = committed;
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
         Ok(self.meta().committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let records: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
             .map(|e| (e.log_id.index, codec::encode_entry(&e)))
             .collect();
+        if let Some((last, _)) = records.last() {
+            self.last_index.set(*last as f64);
+        }
         self.log
-            .append(records, move |r| callback.log_io_completed(r))
-            .map_err(write_err)
+            .append(records, move |r| callback.io_completed(r))
+            .map_err(io_err)
     }
 
-    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
-        self.log.truncate(log_id.index).map_err(write_err)
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        self.log.truncate(from).map_err(io_err)
     }
 
-    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point durably before any file goes, so that a restart never finds
         // a log that starts later than it believes.
         keel_storage::write_meta(&self.dir.join("purged"), &codec::encode_log_id(&log_id))
-            .map_err(write_err)?;
+            .map_err(io_err)?;
         self.meta().last_purged = Some(log_id);
-        self.log.purge(log_id.index).map_err(write_err)
+        self.log.purge(log_id.index).map_err(io_err)
     }
 }

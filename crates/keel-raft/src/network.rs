@@ -1,19 +1,19 @@
-//! The peer network. keel runs as a one-member group today; multi-node clustering (HTTP
-//! transport under `/raft/`) is a later step. A single voter never sends an RPC, so every
-//! call here reports the peer unreachable with that explanation.
+//! The peer network, on openraft's `RaftNetworkV2` (appends, votes, whole snapshots handed to
+//! the transport to stream, leadership transfer). keel runs as a one-member group today;
+//! multi-node clustering (HTTP transport under `/raft/`) is a later step. A single voter never
+//! sends an RPC, so every call here reports the peer unreachable with that explanation.
 
-use openraft::error::{
-    Fatal, InstallSnapshotError, RPCError, RaftError, ReplicationClosed, StreamingError,
-    Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use std::future::Future;
+
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode, OptionalSend, Snapshot, Vote};
+use openraft::{AnyError, BasicNode, OptionalSend};
 
-use crate::TypeConfig;
+use crate::{Snapshot, SnapshotData, TypeConfig, Vote};
 
 /// Creates connections to peers.
 #[derive(Clone, Default)]
@@ -25,7 +25,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    fn unreachable(&self) -> Unreachable {
+    fn unreachable(&self) -> Unreachable<TypeConfig> {
         Unreachable::new(&AnyError::error(format!(
             "node {} is not reachable: this keel build runs single-node groups only",
             self.target
@@ -41,41 +41,48 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-impl RaftNetwork<TypeConfig> for Peer {
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = SnapshotData;
+
     async fn append_entries(
         &mut self,
         _rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(RPCError::Unreachable(self.unreachable()))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
-    > {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         Err(RPCError::Unreachable(self.unreachable()))
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
+        _rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(self.unreachable()))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        _rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         Err(RPCError::Unreachable(self.unreachable()))
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote<u64>,
-        _snapshot: Snapshot<TypeConfig>,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _vote: Vote,
+        _snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         Err(StreamingError::Unreachable(self.unreachable()))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        _req: TransferLeaderRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(self.unreachable()))
     }
 }

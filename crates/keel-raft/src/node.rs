@@ -7,15 +7,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keel_state::{Command, Outcome, Request, StoreConfig};
 use keel_storage::DirLock;
-use openraft::error::RaftError;
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::proposer::Proposer;
+use crate::read_index::ReadIndex;
 use crate::state_machine::{StateMachine, StateReader};
-use crate::TypeConfig;
+use crate::{Raft, TypeConfig};
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -73,10 +74,6 @@ pub struct NodeStatus {
     pub leader: Option<u64>,
     /// The current term.
     pub term: u64,
-    /// Index of the last log entry.
-    pub last_log_index: u64,
-    /// Index of the last applied entry.
-    pub applied_index: u64,
     /// Whether this node is the group's only voter.
     pub sole_voter: bool,
     /// Set when Raft has stopped for good (a storage failure, or the node shut down): the
@@ -86,12 +83,35 @@ pub struct NodeStatus {
 
 /// One member of a keel Raft group.
 pub struct Node {
-    raft: Raft<TypeConfig>,
+    raft: Raft,
     proposer: Proposer,
+    pub(crate) read_index: ReadIndex,
     reader: StateReader,
     log: keel_storage::Log,
     status: watch::Receiver<NodeStatus>,
+    propose_latency: PerCommand,
     _lock: DirLock,
+}
+
+/// `keel_propose_seconds` by command, each handle registered once.
+#[derive(Default)]
+struct PerCommand(std::sync::RwLock<Vec<(&'static str, metrics::Histogram)>>);
+
+impl PerCommand {
+    fn get(&self, name: &'static str) -> metrics::Histogram {
+        {
+            let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, h)) = known.iter().find(|(n, _)| *n == name) {
+                return h.clone();
+            }
+        }
+        let h = metrics::histogram!("keel_propose_seconds", "command" => name);
+        let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if !known.iter().any(|(n, _)| *n == name) {
+            known.push((name, h.clone()));
+        }
+        h
+    }
 }
 
 fn now_ms() -> u64 {
@@ -100,7 +120,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) fn not_leader(f: openraft::error::ForwardToLeader<u64, BasicNode>) -> ProposeError {
+pub(crate) fn not_leader(f: openraft::error::ForwardToLeader<TypeConfig>) -> ProposeError {
     ProposeError::NotLeader {
         leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
     }
@@ -110,13 +130,22 @@ impl Node {
     /// Opens the data directory, recovers, and starts Raft. An empty directory bootstraps a
     /// one-member group led by this node.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Self::start_on(Arc::new(keel_storage::OsDisk), config).await
+    }
+
+    /// Like [`Node::start`], with the log's segment files on `disk` (a simulated disk in
+    /// crash tests); everything else stays on the operating system's file system.
+    pub async fn start_on(
+        disk: Arc<dyn keel_storage::Disk>,
+        config: NodeConfig,
+    ) -> Result<Node, NodeError> {
         let lock = DirLock::acquire(&config.data_dir)?;
         let raft_dir = config.data_dir.join("raft");
         let opts = keel_storage::LogOptions {
             segment_bytes: config.segment_bytes,
             ..Default::default()
         };
-        let (log_store, report) = LogStore::open(&raft_dir, opts)?;
+        let (log_store, report) = LogStore::open_on(disk, &raft_dir, opts)?;
         if let Some((path, offset)) = &report.cut_torn_tail {
             tracing::warn!(file = %path.display(), offset, "recovered from a torn log tail");
         }
@@ -148,6 +177,7 @@ impl Node {
             max_in_snapshot_log_to_keep: 0,
             purge_batch_size: 1,
             max_payload_entries: 512,
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()
@@ -182,12 +212,15 @@ impl Node {
         }
         let status = spawn_status(&raft, config.node_id);
         let proposer = Proposer::spawn(raft.clone());
+        let read_index = ReadIndex::spawn(raft.clone(), reader.clone());
         Ok(Node {
             raft,
             proposer,
+            read_index,
             reader,
             log,
             status,
+            propose_latency: PerCommand::default(),
             _lock: lock,
         })
     }
@@ -203,7 +236,8 @@ impl Node {
         };
         let started = std::time::Instant::now();
         let result = self.proposer.propose(request).await;
-        metrics::histogram!("keel_propose_seconds", "command" => name)
+        self.propose_latency
+            .get(name)
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -213,7 +247,8 @@ impl Node {
     ///
     /// When this node leads and is the group's only voter, no other leader can exist and every
     /// acknowledged write was applied before it was acknowledged, so the local state is already
-    /// linearizable and no round trip through the Raft core is needed.
+    /// linearizable and no round trip through the Raft core is needed. Otherwise reads that
+    /// arrive together share one read-index round.
     pub async fn read_barrier(&self) -> Result<(), ReadBarrierError> {
         {
             let s = self.status.borrow();
@@ -221,14 +256,7 @@ impl Node {
                 return Ok(());
             }
         }
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(not_leader(f))
-            }
-            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(e.to_string())),
-        }
+        self.read_index.barrier().await
     }
 
     /// Read access to the applied state.
@@ -241,18 +269,29 @@ impl Node {
         self.status.clone()
     }
 
+    /// Index of the last applied log entry (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        self.reader.applied_index().unwrap_or(0)
+    }
+
     /// Waits until this node leads and has applied everything in its log when it took over:
     /// it can then serve writes and linearizable reads.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let mut rx = self.status.clone();
-        let ready = rx.wait_for(|s| s.is_leader && s.applied_index >= s.last_log_index);
-        let result = tokio::time::timeout(timeout, ready).await;
-        matches!(result, Ok(Ok(_)))
+        let ready = async {
+            let mut rx = self.status.clone();
+            if rx.wait_for(|s| s.is_leader).await.is_err() {
+                return false;
+            }
+            let last = self.raft.metrics().borrow_watched().last_log_index;
+            self.reader.wait_applied(last.unwrap_or(0)).await
+        };
+        matches!(tokio::time::timeout(timeout, ready).await, Ok(true))
     }
 
     /// Stops Raft (finishing what is in flight) and the log's flusher.
     pub async fn shutdown(self) {
         drop(self.proposer);
+        drop(self.read_index);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -260,9 +299,11 @@ impl Node {
     }
 }
 
-/// Mirrors openraft's metrics into a [`NodeStatus`] channel (and Prometheus gauges).
-fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus> {
-    let mut metrics = raft.metrics();
+/// Mirrors openraft's server metrics (role, leader, term, membership: they change on
+/// elections, not on every write) into a [`NodeStatus`] channel and Prometheus gauges.
+fn spawn_status(raft: &Raft, id: u64) -> watch::Receiver<NodeStatus> {
+    let mut server = raft.server_metrics();
+    let all = raft.metrics();
     let (tx, rx) = watch::channel(NodeStatus {
         id,
         ..Default::default()
@@ -270,15 +311,13 @@ fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus>
     tokio::spawn(async move {
         loop {
             let status = {
-                let m = metrics.borrow_and_update();
+                let m = server.borrow_and_update();
                 NodeStatus {
                     id,
                     is_leader: m.state == ServerState::Leader,
                     leader: m.current_leader,
-                    term: m.current_term,
-                    last_log_index: m.last_log_index.unwrap_or(0),
-                    applied_index: m.last_applied.map_or(0, |l| l.index),
-                    fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
+                    term: m.vote.leader_id.term,
+                    fatal: None,
                     sole_voter: {
                         let mut voters = m.membership_config.membership().voter_ids();
                         voters.next() == Some(id) && voters.next().is_none()
@@ -286,13 +325,19 @@ fn spawn_status(raft: &Raft<TypeConfig>, id: u64) -> watch::Receiver<NodeStatus>
                 }
             };
             metrics::gauge!("keel_raft_term").set(status.term as f64);
-            metrics::gauge!("keel_raft_last_log_index").set(status.last_log_index as f64);
             metrics::gauge!("keel_raft_is_leader").set(if status.is_leader { 1.0 } else { 0.0 });
             tx.send_replace(status);
-            if metrics.changed().await.is_err() {
+            if server.changed().await.is_err() {
+                // Raft stopped: say why, if it stopped on an error.
+                let why = all
+                    .borrow_watched()
+                    .running_state
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string());
                 tx.send_modify(|s| {
                     s.is_leader = false;
-                    s.fatal.get_or_insert_with(|| "raft stopped".into());
+                    s.fatal = Some(why.unwrap_or_else(|| "raft stopped".into()));
                 });
                 break;
             }

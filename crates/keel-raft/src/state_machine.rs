@@ -1,20 +1,23 @@
 //! openraft's `RaftStateMachine` over keel-state's `Store`, with snapshot files on disk.
+//!
+//! `apply` takes the committed entries openraft hands it and applies every request under one
+//! hold of the write lock; then, holding only the read lock, it publishes the change sets and
+//! the new revision; only then, with no lock held, does it answer the waiting requests, so a
+//! client that hears "done" reads its write, and so does any watcher it tells.
 
-use std::io::Cursor;
+use std::io::{self, Cursor};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use futures_util::{Stream, StreamExt};
 use keel_state::{ChangeSet, Outcome, Store, StoreConfig};
 use keel_storage::SnapshotStore;
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
-    SnapshotMeta, StorageIOError, StoredMembership,
-};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::{broadcast, watch};
 
 use crate::codec;
-use crate::{StorageError, TypeConfig};
+use crate::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// How many applied change sets a slow subscriber may fall behind before it is told it lagged
 /// (it then catches up from the store's history).
@@ -22,14 +25,26 @@ const CHANGE_FEED_CAPACITY: usize = 4096;
 
 struct Applied {
     store: Store,
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
 }
 
 struct Shared {
     applied: RwLock<Applied>,
     changes: broadcast::Sender<Arc<ChangeSet>>,
     revision: watch::Sender<u64>,
+    /// Index of the last applied log entry (0 before any).
+    applied_index: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Applied> {
+        self.applied.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
+        self.applied.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Read access to the applied state, shared by every request handler.
@@ -39,8 +54,7 @@ pub struct StateReader(Arc<Shared>);
 impl StateReader {
     /// Runs `f` on the applied store. Keep `f` short: applying waits while it runs.
     pub fn read<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
-        let g = self.0.applied.read().unwrap_or_else(|p| p.into_inner());
-        f(&g.store)
+        f(&self.0.read().store)
     }
 
     /// The change sets applied from now on, in revision order. A receiver that falls more
@@ -56,30 +70,57 @@ impl StateReader {
 
     /// Index of the last applied log entry.
     pub fn applied_index(&self) -> Option<u64> {
-        let g = self.0.applied.read().unwrap_or_else(|p| p.into_inner());
-        g.last_applied.map(|l| l.index)
+        self.0.read().last_applied.map(|l| l.index)
+    }
+
+    /// Waits until the log entry at `index` has been applied. False if the state machine
+    /// went away first.
+    pub(crate) async fn wait_applied(&self, index: u64) -> bool {
+        let mut rx = self.0.applied_index.subscribe();
+        let reached = rx.wait_for(|&applied| applied >= index).await.is_ok();
+        reached
+    }
+}
+
+/// Gauges the state machine sets after every apply, registered once.
+struct Gauges {
+    applied_index: metrics::Gauge,
+    revision: metrics::Gauge,
+    keys: metrics::Gauge,
+    leases: metrics::Gauge,
+}
+
+impl Gauges {
+    fn new() -> Gauges {
+        Gauges {
+            applied_index: metrics::gauge!("keel_raft_applied_index"),
+            revision: metrics::gauge!("keel_revision"),
+            keys: metrics::gauge!("keel_keys"),
+            leases: metrics::gauge!("keel_leases"),
+        }
     }
 }
 
 /// The state machine that openraft drives.
 pub struct StateMachine {
     shared: Arc<Shared>,
+    gauges: Gauges,
     snapshots: SnapshotStore,
     config: StoreConfig,
     builds: u64,
 }
 
-fn io_err(e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
-fn snapshot_err(e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::read_snapshot(None, AnyError::error(e.to_string())).into()
+fn snapshot_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 impl StateMachine {
     /// Opens the state machine from the newest valid snapshot in `dir`, or empty.
-    pub fn open(dir: &Path, config: StoreConfig) -> Result<StateMachine, StorageError> {
+    pub fn open(dir: &Path, config: StoreConfig) -> io::Result<StateMachine> {
         let snapshots = SnapshotStore::open(dir).map_err(io_err)?;
         let mut applied = Applied {
             store: Store::new(config.clone()),
@@ -87,7 +128,8 @@ impl StateMachine {
             membership: StoredMembership::default(),
         };
         if let Some(file) = snapshots.load_newest().map_err(snapshot_err)? {
-            let meta = codec::decode_snapshot_meta(&file.meta)?;
+            let meta = codec::decode_snapshot_meta(&file.meta)
+                .map_err(|e| snapshot_err(format!("{}: {e}", file.path.display())))?;
             applied.store = Store::decode_snapshot(config.clone(), &file.body)
                 .map_err(|e| snapshot_err(format!("{}: {e}", file.path.display())))?;
             applied.last_applied = meta.last_log_id;
@@ -96,13 +138,16 @@ impl StateMachine {
         }
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let (revision, _) = watch::channel(applied.store.revision());
+        let (applied_index, _) = watch::channel(applied.last_applied.map_or(0, |l| l.index));
         let shared = Arc::new(Shared {
             applied: RwLock::new(applied),
             changes,
             revision,
+            applied_index,
         });
         Ok(StateMachine {
             shared,
+            gauges: Gauges::new(),
             snapshots,
             config,
             builds: 0,
@@ -114,17 +159,15 @@ impl StateMachine {
         StateReader(self.shared.clone())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
-        self.shared
-            .applied
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn publish(&self, sets: Vec<Arc<ChangeSet>>, store: &Store) {
-        metrics::gauge!("keel_revision").set(store.revision() as f64);
-        metrics::gauge!("keel_keys").set(store.key_count() as f64);
-        metrics::gauge!("keel_leases").set(store.lease_count() as f64);
+    fn publish(&self, sets: Vec<Arc<ChangeSet>>, applied: &Applied) {
+        let store = &applied.store;
+        if let Some(l) = applied.last_applied {
+            self.gauges.applied_index.set(l.index as f64);
+            self.shared.applied_index.send_replace(l.index);
+        }
+        self.gauges.revision.set(store.revision() as f64);
+        self.gauges.keys.set(store.key_count() as f64);
+        self.gauges.leases.set(store.lease_count() as f64);
         self.shared.revision.send_replace(store.revision());
         for set in sets {
             // No subscribers is fine: the history keeps the change for later readers.
@@ -135,13 +178,15 @@ impl StateMachine {
 
 /// Builds a snapshot from the state captured when the builder was made.
 pub struct SnapshotBuilder {
-    meta: SnapshotMeta<u64, BasicNode>,
+    meta: SnapshotMeta,
     file: Vec<u8>,
     snapshots: SnapshotStore,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let file = std::mem::take(&mut self.file);
         let snapshots = self.snapshots.clone();
         let (index, term) = self
@@ -158,36 +203,41 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tracing::info!(index, bytes = file.len(), "snapshot saved");
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(file)),
+            snapshot: Cursor::new(file),
         })
     }
 }
 
+/// What applying one entry produced, to answer once the write lock is released.
+struct Answer {
+    responder: ApplyResponder<TypeConfig>,
+    outcomes: Vec<Outcome>,
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError> {
-        let g = self
-            .shared
-            .applied
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let g = self.shared.read();
         Ok((g.last_applied, g.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let mut outcomes = Vec::new();
+        // Gather what is ready first: the write lock is never held across an await.
+        let mut batch = Vec::new();
+        while let Some(item) = entries.next().await {
+            batch.push(item?);
+        }
+        let mut answers = Vec::with_capacity(batch.len());
         let mut sets = Vec::new();
-        let mut g = self.write();
-        for entry in entries {
+        let mut g = self.shared.write();
+        for (entry, responder) in batch {
             g.last_applied = Some(entry.log_id);
-            let outcome = match entry.payload {
+            let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => batch
                     .0
@@ -203,23 +253,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
             };
-            outcomes.push(outcome);
-        }
-        if let Some(l) = g.last_applied {
-            metrics::gauge!("keel_raft_applied_index").set(l.index as f64);
+            if let Some(responder) = responder {
+                answers.push(Answer {
+                    responder,
+                    outcomes,
+                });
+            }
         }
         let g = std::sync::RwLockWriteGuard::downgrade(g);
-        self.publish(sets, &g.store);
-        Ok(outcomes)
+        self.publish(sets, &g);
+        drop(g);
+        for a in answers {
+            a.responder.send(a.outcomes);
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         self.builds += 1;
-        let g = self
-            .shared
-            .applied
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let g = self.shared.read();
         let snapshot_id = match g.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.builds),
             None => format!("0-0-{}", self.builds),
@@ -227,7 +279,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = SnapshotMeta {
             last_log_id: g.last_applied,
             last_membership: g.membership.clone(),
-            snapshot_id,
         };
         // Applying waits while the store is encoded under the read lock: measure that stall.
         let started = std::time::Instant::now();
@@ -238,9 +289,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::debug!(
             encode_ms = encode.as_millis() as u64,
             bytes = body.len(),
+            snapshot_id,
             "snapshot encoded"
         );
-        let file = SnapshotStore::encode(&codec::encode_snapshot_meta(&meta), &body);
+        let file = SnapshotStore::encode(&codec::encode_snapshot_meta(&meta, &snapshot_id), &body);
         SnapshotBuilder {
             meta,
             file,
@@ -248,15 +300,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> io::Result<()> {
         let file = snapshot.into_inner();
         let (_, body) =
             SnapshotStore::decode(Path::new("<received snapshot>"), &file).map_err(snapshot_err)?;
@@ -269,16 +317,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(io_err)?
             .map_err(io_err)?;
-        let mut g = self.write();
+        let mut g = self.shared.write();
         g.store = store;
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
         let g = std::sync::RwLockWriteGuard::downgrade(g);
-        self.publish(Vec::new(), &g.store);
+        self.publish(Vec::new(), &g);
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let snapshots = self.snapshots.clone();
         let newest = tokio::task::spawn_blocking(move || snapshots.load_newest())
             .await
@@ -291,7 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = SnapshotStore::encode(&file.meta, &file.body);
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Cursor::new(bytes),
         }))
     }
 }

@@ -75,6 +75,9 @@ pub enum ApiError {
         message: String,
         /// The limit.
         limit: u64,
+        /// The request body was refused before it was read to its end: the answer says
+        /// `Connection: close`, because the connection closes after it.
+        unread_body: bool,
     },
     /// 503: not the leader.
     #[error("this node is not the leader")]
@@ -197,8 +200,24 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let close = matches!(
+            self,
+            ApiError::TooLarge {
+                unread_body: true,
+                ..
+            }
+        );
         let (status, error) = self.detail();
-        (status, axum::Json(ErrorBody { error })).into_response()
+        let mut resp = (status, axum::Json(ErrorBody { error })).into_response();
+        if close {
+            // The rest of the body is never read, so the server will not reuse this
+            // connection; a client that knows it does not send its next request on it.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 

@@ -1,9 +1,9 @@
 //! Request extraction with keel's JSON errors and limits: query strings, bodies, JSON.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{FromRequestParts, Query};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use keel_wire::codes;
 use serde::de::DeserializeOwned;
@@ -43,7 +43,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PathText {
 /// Reads a body of at most `limit` bytes. A declared `Content-Length` over the limit is
 /// refused before anything is read; a body that streams past it is cut off.
 pub(crate) async fn read_body(
-    headers: &HeaderMap,
     body: Body,
     limit: usize,
     code: &'static str,
@@ -53,12 +52,10 @@ pub(crate) async fn read_body(
         code,
         message: format!("{what} is larger than the limit of {limit} bytes"),
         limit: limit as u64,
+        unread_body: true,
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    // The body knows its declared Content-Length (its size hint's lower bound).
+    if body.size_hint().lower() > limit as u64 {
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
@@ -78,18 +75,10 @@ pub(crate) async fn read_body(
 /// Reads a JSON request body within `--max-request-size` and parses it.
 pub(crate) async fn json_body<T: DeserializeOwned>(
     config: &crate::ServerConfig,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
     let limit = config.max_request_size;
-    let bytes = read_body(
-        headers,
-        body,
-        limit,
-        codes::BODY_TOO_LARGE,
-        "the request body",
-    )
-    .await?;
+    let bytes = read_body(body, limit, codes::BODY_TOO_LARGE, "the request body").await?;
     parse_json(&bytes)
 }
 
@@ -98,13 +87,22 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(codes::INVALID_JSON, e.to_string()))
 }
 
-/// True if the client asked for JSON (`?format=json` is handled by the caller).
-pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|p| p.trim().starts_with("application/json"))
-        })
+/// Whether the client's `Accept` header asks for JSON (`?format=json` is handled by the
+/// caller). Read from the request without copying its headers.
+pub(crate) struct AcceptsJson(pub(crate) bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsJson {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let json = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().starts_with("application/json"))
+            });
+        Ok(AcceptsJson(json))
+    }
 }

@@ -2,14 +2,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keel_state::{validate_key, Command, KeyValue, ListQuery, Outcome};
 use keel_wire::{codes, DeleteResponse, IncrResponse, ListResponse, RevisionResponse};
 use serde::Deserialize;
 
-use crate::extract::{read_body, wants_json, PathText, Q};
+use crate::extract::{read_body, AcceptsJson, PathText, Q};
 use crate::watch::{wait_for_change, Filter};
 use crate::{ApiError, AppState};
 
@@ -95,11 +95,11 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     PathText(key): PathText,
     Q(q): Q<GetQuery>,
-    headers: HeaderMap,
+    AcceptsJson(accepts_json): AcceptsJson,
 ) -> Result<Response, ApiError> {
     validate_key(&key)?;
     let json = match q.format.as_deref() {
-        None => wants_json(&headers),
+        None => accepts_json,
         Some("json") => true,
         Some("raw") => false,
         Some(other) => {
@@ -159,12 +159,11 @@ pub(crate) async fn put(
     State(state): State<AppState>,
     PathText(key): PathText,
     Q(q): Q<PutQuery>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RevisionResponse>, ApiError> {
     validate_key(&key)?;
     let limit = state.config.max_value_size;
-    let value = read_body(&headers, body, limit, codes::VALUE_TOO_LARGE, "the value").await?;
+    let value = read_body(body, limit, codes::VALUE_TOO_LARGE, "the value").await?;
     let command = Command::Put {
         key,
         value,

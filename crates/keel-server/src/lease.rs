@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use keel_state::{Command, Outcome};
 use keel_wire::{
@@ -58,10 +58,9 @@ fn ttl_ms(req: &LeaseGrantRequest) -> Result<u64, ApiError> {
 
 pub(crate) async fn grant(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<LeaseResponse>), ApiError> {
-    let req: LeaseGrantRequest = json_body(&state.config, &headers, body).await?;
+    let req: LeaseGrantRequest = json_body(&state.config, body).await?;
     let ttl_ms = ttl_ms(&req)?;
     match state.node.propose(Command::LeaseGrant { ttl_ms }).await? {
         Outcome::Lease(l) => {

@@ -63,11 +63,23 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: one reference-counted pointer, so that handing it to a
+/// handler costs one atomic increment.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub(crate) struct Shared {
     pub(crate) node: Arc<Node>,
-    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) config: ServerConfig,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) lease_wake: Arc<tokio::sync::Notify>,
     /// Becomes true when the server starts shutting down: long-lived streams end.
@@ -97,7 +109,7 @@ fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(axum::middleware::from_fn(metrics_http::track))
+        .layer(metrics_http::TrackLayer::default())
         .layer(axum::extract::DefaultBodyLimit::disable());
     match cors {
         Some(cors) => router.layer(cors).with_state(state),
@@ -144,14 +156,14 @@ pub async fn serve(
         // Watches and blocking reads end now, so that graceful shutdown does not wait on them.
         closing_tx.send_replace(true);
     };
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         node,
-        config: Arc::new(config),
+        config,
         metrics,
         lease_wake,
         closing,
         sse_frames: Arc::default(),
-    };
+    }));
     let result = axum::serve(listener, router(state, cors))
         .with_graceful_shutdown(stop)
         .await;

@@ -22,7 +22,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         "node_id": s.id,
         "leader_id": s.leader,
         "term": s.term,
-        "applied_index": s.applied_index,
+        "applied_index": state.node.applied_index(),
     });
     let status = if s.is_leader {
         StatusCode::OK

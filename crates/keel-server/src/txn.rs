@@ -2,7 +2,6 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use bytes::Bytes;
 use keel_state::{
@@ -34,6 +33,7 @@ fn value_bytes(
                 config.max_value_size
             ),
             limit: config.max_value_size as u64,
+            unread_body: false,
         });
     }
     Ok(Bytes::from(bytes))
@@ -140,6 +140,7 @@ pub(crate) fn parse_txn(config: &ServerConfig, req: TxnRequest) -> Result<Txn, A
                 config.max_txn_ops
             ),
             limit: config.max_txn_ops as u64,
+            unread_body: false,
         });
     }
     let txn = Txn {
@@ -180,10 +181,9 @@ fn result(r: TxnOpResult) -> TxnResult {
 
 pub(crate) async fn txn(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TxnResponse>, ApiError> {
-    let req: TxnRequest = json_body(&state.config, &headers, body).await?;
+    let req: TxnRequest = json_body(&state.config, body).await?;
     let txn = parse_txn(&state.config, req)?;
     match state.node.propose(Command::Txn(txn)).await? {
         Outcome::Txn(out) => Ok(Json(TxnResponse {

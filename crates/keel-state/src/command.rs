@@ -38,8 +38,13 @@ impl Request {
 
     /// Encodes the request as a versioned byte string.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_extend(self, vec![Self::FORMAT])
-            .expect("serialising plain data into a Vec cannot fail")
+        self.encode_into(Vec::with_capacity(self.command.size_hint()))
+    }
+
+    /// Appends the encoding of [`Request::encode`] to `out` and returns it.
+    pub fn encode_into(&self, mut out: Vec<u8>) -> Vec<u8> {
+        out.push(Self::FORMAT);
+        postcard::to_extend(self, out).expect("serialising plain data into a Vec cannot fail")
     }
 
     /// Decodes bytes produced by [`Request::encode`].

@@ -7,10 +7,11 @@
 //!   file's creation or removal is durable only after [`Disk::sync_dir`] on its directory.
 //! - A failed sync loses the writes it was to make durable (Linux marks the pages clean and
 //!   may report the loss only once), while reads still see them; later syncs may succeed.
-//! - [`SimDisk::crash`] returns the disk as it could be found after a power cut: the durable
-//!   state plus, per file, some prefix of its unsynced writes in the order they were made,
-//!   the last of which may be torn at any byte. From then on the crashed disk refuses every
-//!   operation, so nothing the process does later can become durable.
+//! - [`SimDisk::crash`] (now) or [`SimDisk::crash_at_write`] (as a given write is attempted)
+//!   cut the power; the disk as it could be found afterwards holds the durable state plus,
+//!   per file, some prefix of its unsynced writes in the order they were made, the last of
+//!   which may be torn at any byte. From then on the crashed disk refuses every operation, so
+//!   nothing the process does later can become durable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -38,7 +39,12 @@ struct State {
     durable: BTreeMap<PathBuf, Arc<Mutex<FileData>>>,
     syncs: u64,
     fail_syncs: BTreeSet<u64>,
+    writes: u64,
+    /// The power goes when this write is attempted, with this seed.
+    crash_at_write: Option<(u64, u64)>,
     crashed: bool,
+    /// What a crash left, if one happened.
+    image: Option<SimDisk>,
 }
 
 /// The simulated disk. Clones share it.
@@ -105,38 +111,24 @@ impl SimDisk {
         lock(&self.state).syncs
     }
 
-    /// Cuts the power: this disk refuses every operation from now on, and the returned disk
-    /// holds what survived, chosen by `seed` (see the module documentation).
-    pub fn crash(&self, seed: u64) -> SimDisk {
-        let mut rng = Rng(seed);
+    /// Makes the power go when the `n`th file write from now is attempted (that write fails
+    /// and is lost); [`SimDisk::crash_image`] then holds what survived, chosen by `seed`.
+    pub fn crash_at_write(&self, n: u64, seed: u64) {
         let mut s = lock(&self.state);
-        s.crashed = true;
-        let mut after = State {
-            dirs: s.dirs.clone(),
-            ..State::default()
-        };
-        for (path, file) in &s.durable {
-            let f = lock(file);
-            let mut bytes = f.durable.clone();
-            let kept = rng.upto(f.pending.len());
-            for (offset, data) in &f.pending[..kept] {
-                write_into(&mut bytes, *offset, data);
-            }
-            if let Some((offset, data)) = f.pending.get(kept) {
-                let torn = rng.upto(data.len());
-                write_into(&mut bytes, *offset, &data[..torn]);
-            }
-            let survivor = Arc::new(Mutex::new(FileData {
-                current: bytes.clone(),
-                durable: bytes,
-                pending: Vec::new(),
-            }));
-            after.visible.insert(path.clone(), survivor.clone());
-            after.durable.insert(path.clone(), survivor);
-        }
-        SimDisk {
-            state: Arc::new(Mutex::new(after)),
-        }
+        let at = s.writes + n.max(1);
+        s.crash_at_write = Some((at, seed));
+    }
+
+    /// What the disk held after the power went, if it went.
+    pub fn crash_image(&self) -> Option<SimDisk> {
+        lock(&self.state).image.clone()
+    }
+
+    /// Cuts the power now (unless it already went): this disk refuses every operation from
+    /// now on, and the returned disk holds what survived, chosen by `seed` (see the module
+    /// documentation).
+    pub fn crash(&self, seed: u64) -> SimDisk {
+        crash_locked(&mut lock(&self.state), seed)
     }
 
     fn live(&self) -> io::Result<MutexGuard<'_, State>> {
@@ -146,6 +138,43 @@ impl SimDisk {
         }
         Ok(s)
     }
+}
+
+/// The power cut, with the disk's lock held (so it falls between two operations).
+fn crash_locked(s: &mut State, seed: u64) -> SimDisk {
+    if let Some(image) = &s.image {
+        return image.clone();
+    }
+    let mut rng = Rng(seed);
+    s.crashed = true;
+    let mut after = State {
+        dirs: s.dirs.clone(),
+        ..State::default()
+    };
+    for (path, file) in &s.durable {
+        let f = lock(file);
+        let mut bytes = f.durable.clone();
+        let kept = rng.upto(f.pending.len());
+        for (offset, data) in &f.pending[..kept] {
+            write_into(&mut bytes, *offset, data);
+        }
+        if let Some((offset, data)) = f.pending.get(kept) {
+            let torn = rng.upto(data.len());
+            write_into(&mut bytes, *offset, &data[..torn]);
+        }
+        let survivor = Arc::new(Mutex::new(FileData {
+            current: bytes.clone(),
+            durable: bytes,
+            pending: Vec::new(),
+        }));
+        after.visible.insert(path.clone(), survivor.clone());
+        after.durable.insert(path.clone(), survivor);
+    }
+    let image = SimDisk {
+        state: Arc::new(Mutex::new(after)),
+    };
+    s.image = Some(image.clone());
+    image
 }
 
 struct SimFile {
@@ -248,7 +277,13 @@ impl DiskFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let _disk = self.disk.live()?;
+        let mut disk = self.disk.live()?;
+        disk.writes += 1;
+        if disk.crash_at_write.is_some_and(|(at, _)| disk.writes >= at) {
+            let seed = disk.crash_at_write.map_or(0, |(_, seed)| seed);
+            crash_locked(&mut disk, seed);
+            return Err(gone());
+        }
         let mut f = lock(&self.data);
         write_into(&mut f.current, offset, buf);
         f.pending.push((offset, buf.to_vec()));

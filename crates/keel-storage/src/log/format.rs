@@ -91,6 +91,8 @@ pub(super) enum Parsed {
         /// Where the damaged bytes end, as far as the record's length can tell.
         extent_end: usize,
         reason: &'static str,
+        /// The record's length is zero but data follows: a hole where writes were lost.
+        hole: bool,
     },
 }
 
@@ -107,6 +109,7 @@ pub(super) fn parse_record(buf: &[u8], at: usize) -> Parsed {
             Parsed::Bad {
                 extent_end: at + 4,
                 reason: "zero length before non-zero data",
+                hole: true,
             }
         };
     }
@@ -114,6 +117,7 @@ pub(super) fn parse_record(buf: &[u8], at: usize) -> Parsed {
         return Parsed::Bad {
             extent_end: buf.len(),
             reason: "record length out of range",
+            hole: false,
         };
     }
     let crc = u32_at(buf, at + 4);
@@ -122,6 +126,7 @@ pub(super) fn parse_record(buf: &[u8], at: usize) -> Parsed {
         return Parsed::Bad {
             extent_end: at + 8 + len,
             reason: "checksum mismatch",
+            hole: false,
         };
     }
     Parsed::Record {

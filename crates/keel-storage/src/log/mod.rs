@@ -8,9 +8,15 @@
 //! reports success before its records are on disk, and after one failed sync no callback
 //! does and no append is accepted.
 //!
-//! Recovery: a damaged record at the very end of the newest segment, followed only by zeros,
-//! is a write torn by a crash; it is cut with a warning. Damage anywhere else is an error
-//! naming the file and offset: such a log is never silently shortened.
+//! Recovery: the newest segment ends at a record torn by a crash (a damaged record followed
+//! only by zeros) or at a hole (zeros where a record should start, data after them); either
+//! is cut with a warning. A hole is what a failed sync leaves: the writes it was to make
+//! durable are lost, while later writes may still reach the disk before the process stops.
+//! Nothing after a hole was ever acknowledged: every sync covers all earlier writes to the
+//! file, and after a failed one no append is acknowledged again. Older segments were synced
+//! whole before the next one was created, so damage there, and a checksum mismatch with data
+//! after it anywhere, is an error naming the file and offset: such a log is never silently
+//! shortened.
 
 mod flusher;
 mod format;
@@ -53,7 +59,7 @@ impl Default for LogOptions {
 /// What [`Log::open`] found.
 #[derive(Clone, Debug, Default)]
 pub struct OpenReport {
-    /// Where a torn tail was cut, if one was.
+    /// Where the end of the newest segment was cut (a torn record or a hole), if it was.
     pub cut_torn_tail: Option<(PathBuf, u64)>,
     /// Records recovered.
     pub records: u64,
@@ -95,6 +101,7 @@ struct Inner {
 pub struct Log {
     inner: Arc<Mutex<Inner>>,
     failure: Arc<Failure>,
+    in_flight: metrics::Histogram,
 }
 
 impl std::fmt::Debug for Log {
@@ -155,6 +162,7 @@ impl Log {
             Log {
                 inner: Arc::new(Mutex::new(inner)),
                 failure,
+                in_flight: metrics::histogram!("keel_log_appends_in_flight"),
             },
             report,
         ))
@@ -198,7 +206,7 @@ impl Log {
             return Err(Error::Invalid("log is closed".into()));
         };
         let in_flight = self.failure.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::histogram!("keel_log_appends_in_flight").record(in_flight as f64);
+        self.in_flight.record(in_flight as f64);
         tx.send(req).map_err(|_| {
             self.failure.in_flight.fetch_sub(1, Ordering::Relaxed);
             Error::Invalid("log flusher has stopped".into())
@@ -368,14 +376,27 @@ impl Inner {
                     expected += 1;
                     at = next;
                 }
-                Parsed::Bad { extent_end, reason } => {
+                Parsed::Bad {
+                    extent_end,
+                    reason,
+                    hole,
+                } => {
                     let rest_is_zero = buf
                         .get(extent_end..)
                         .is_none_or(|r| r.iter().all(|&b| b == 0));
-                    if !(last_segment && rest_is_zero) {
+                    let end = if !last_segment {
+                        None
+                    } else if rest_is_zero {
+                        Some("a record torn by a crash")
+                    } else if hole {
+                        Some("unacknowledged writes after a hole left by a failed sync")
+                    } else {
+                        None
+                    };
+                    let Some(end) = end else {
                         return Err(corrupt(at, reason));
-                    }
-                    tracing::warn!(path = %path.display(), offset = at, reason, "cutting torn record at the end of the log");
+                    };
+                    tracing::warn!(path = %path.display(), offset = at, reason, "cutting the end of the log: {end}");
                     let zeros = vec![0u8; buf.len() - at];
                     file.write_all_at(&zeros, at as u64)
                         .ctx("cutting torn tail of", &path)?;

@@ -140,6 +140,36 @@ fn corruption_before_the_tail_refuses_to_open() {
 }
 
 #[test]
+fn a_hole_in_the_newest_segment_ends_the_log_there() {
+    // A failed sync loses the writes it covered (zeros on disk) while later writes may still
+    // reach the disk: records 6..=10 were never acknowledged, so the log ends at 5.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    append_sync(&log, (1..=10).map(rec).collect());
+    log.close();
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut raw = std::fs::read(&seg).unwrap();
+    let at = |index: u64| -> usize {
+        // Walk the records: 16-byte head (length covers index + data), then data.
+        let mut off = 32;
+        for _ in 1..index {
+            off += 8 + u32::from_le_bytes(raw[off..off + 4].try_into().unwrap()) as usize;
+        }
+        off
+    };
+    let (hole_start, hole_end) = (at(6), at(8));
+    raw[hole_start..hole_end].fill(0);
+    std::fs::write(&seg, &raw).unwrap();
+    let (log, report) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(report.cut_torn_tail, Some((seg, hole_start as u64)));
+    assert_eq!(log.last_index(), Some(5));
+    check_all(&log, 1..6);
+    append_sync(&log, vec![rec(6)]);
+    check_all(&log, 1..7);
+}
+
+#[test]
 fn truncate_then_append_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), small()).unwrap();

@@ -258,6 +258,15 @@ async fn limits_and_bad_input_never_500() {
     let got = call(h.put(s.url("/v1/kv/big")).body(vec![b'a'; 1025])).await;
     assert_error(&got, 413, "value_too_large");
     assert_eq!(got.1["error"]["limit"], 1024);
+    // The refused body is never read, so the answer tells the client not to reuse the
+    // connection (the server closes it).
+    let resp = h
+        .put(s.url("/v1/kv/big"))
+        .body(vec![b'a'; 1025])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["connection"], "close");
     // A body without Content-Length is cut off at the limit too.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..4).map(|_| Ok(vec![b'z'; 400])).collect();
