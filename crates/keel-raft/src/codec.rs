@@ -174,7 +174,7 @@ pub(crate) fn encode_entry(e: &Entry) -> Vec<u8> {
         EntryPayload::Normal(batch) => {
             out.push(1);
             out.extend_from_slice(&(batch.0.len() as u32).to_le_bytes());
-            for req in &batch.0 {
+            for req in batch.0.iter() {
                 // Reserve the length, encode in place, then fill the length in.
                 let at = out.len();
                 out.extend_from_slice(&[0; 4]);
@@ -220,7 +220,7 @@ pub(crate) fn decode_entry(index: u64, bytes: &[u8]) -> io::Result<Entry> {
                     .map_err(|e| invalid(format!("{what}: {e}")))?;
                 requests.push(request);
             }
-            EntryPayload::Normal(Batch(requests))
+            EntryPayload::Normal(Batch(requests.into()))
         }
         2 => EntryPayload::Membership(decode_membership(b)?),
         k => return Err(invalid(format!("{what} has unknown kind {k}"))),

@@ -23,9 +23,10 @@ use completion::Completion;
 /// The payload of one Raft log entry: requests that were waiting together, applied in order,
 /// each at its own revision. Batching here is the first level of keel's group commit (one
 /// entry per proposer turn); the log's flusher is the second (one `fdatasync` for every entry
-/// written while the previous sync ran).
+/// written while the previous sync ran). Shared, so that the log store keeps the entries it
+/// just wrote for the state machine to apply without copying or decoding them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Batch(pub Vec<keel_state::Request>);
+pub struct Batch(pub std::sync::Arc<[keel_state::Request]>);
 
 impl std::fmt::Display for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -4,6 +4,7 @@
 //! openraft later (`IOFlushed`), so the next entries are written while a sync runs. The vote
 //! and the purge point live in small metadata files beside the log.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -20,6 +21,77 @@ fn io_err(e: keel_storage::Error) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// Most entries, and bytes of their encoding, kept in [`Recent`].
+const RECENT_ENTRIES: usize = 4096;
+const RECENT_BYTES: usize = 16 << 20;
+
+/// The entries appended last, as they were handed over: the state machine reads every entry
+/// back to apply it, and finds it here without reading or decoding the log (a batch is
+/// shared, so a copy costs a reference count).
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry, bytes: usize) {
+        let continues = self
+            .entries
+            .back()
+            .is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+        if !continues {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+        self.entries.push_back((entry, bytes));
+        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
+            match self.entries.pop_front() {
+                Some((_, b)) => self.bytes -= b,
+                None => break,
+            }
+        }
+    }
+
+    /// The entries `start..end`, if all of them are here.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.first()?;
+        let len = self.entries.len() as u64;
+        if start < first || end > first + len || start > end {
+            return None;
+        }
+        let range = (start - first) as usize..(end - first) as usize;
+        Some(self.entries.range(range).map(|(e, _)| e.clone()).collect())
+    }
+
+    /// Forgets the entries after `last` (all, if `None`).
+    fn truncate_after(&mut self, last: Option<u64>) {
+        while let Some((e, b)) = self.entries.back() {
+            if last.is_some_and(|l| e.log_id.index <= l) {
+                break;
+            }
+            self.bytes -= *b;
+            self.entries.pop_back();
+        }
+    }
+
+    /// Forgets the entries up to and including `upto`.
+    fn purge(&mut self, upto: u64) {
+        while let Some((e, b)) = self.entries.front() {
+            if e.log_id.index > upto {
+                break;
+            }
+            self.bytes -= *b;
+            self.entries.pop_front();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Meta {
     vote: Option<Vote>,
@@ -33,6 +105,7 @@ pub struct LogStore {
     log: keel_storage::Log,
     dir: PathBuf,
     meta: Arc<Mutex<Meta>>,
+    recent: Arc<Mutex<Recent>>,
     commit_index: metrics::Gauge,
     last_index: metrics::Gauge,
 }
@@ -77,6 +150,7 @@ impl LogStore {
             log,
             dir: dir.to_owned(),
             meta: Arc::new(Mutex::new(meta)),
+            recent: Arc::default(),
             commit_index: metrics::gauge!("keel_raft_commit_index"),
             last_index: metrics::gauge!("keel_raft_last_log_index"),
         };
@@ -85,6 +159,10 @@ impl LogStore {
 
     fn meta(&self) -> std::sync::MutexGuard<'_, Meta> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Index of the last purged entry, if any.
@@ -98,6 +176,9 @@ impl LogStore {
     }
 
     fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        if let Some(entries) = self.recent().get(start, end) {
+            return Ok(entries);
+        }
         let records = self.log.read(start..end).map_err(io_err)?;
         records
             .into_iter()
@@ -172,20 +253,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let records: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, codec::encode_entry(&e)))
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode_entry(e)))
             .collect();
         if let Some((last, _)) = records.last() {
             self.last_index.set(*last as f64);
         }
+        let sizes: Vec<usize> = records.iter().map(|(_, r)| r.len()).collect();
         self.log
             .append(records, move |r| callback.io_completed(r))
-            .map_err(io_err)
+            .map_err(io_err)?;
+        // Readable from now on, as openraft requires of a returned append.
+        let mut recent = self.recent();
+        for (entry, bytes) in entries.into_iter().zip(sizes) {
+            recent.push(entry, bytes);
+        }
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |l| l.index + 1);
+        self.recent().truncate_after(last_log_id.map(|l| l.index));
         self.log.truncate(from).map_err(io_err)
     }
 
@@ -195,6 +285,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         keel_storage::write_meta(&self.dir.join("purged"), &codec::encode_log_id(&log_id))
             .map_err(io_err)?;
         self.meta().last_purged = Some(log_id);
+        self.recent().purge(log_id.index);
         self.log.purge(log_id.index).map_err(io_err)
     }
 }

@@ -134,7 +134,7 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
         // If Raft has stopped, the entry (with the responder and its waiters) is dropped and
         // every waiter hears that the node is shutting down.
         if raft
-            .client_write_ff(Batch(requests), Some(responder))
+            .client_write_ff(Batch(requests.into()), Some(responder))
             .await
             .is_err()
         {

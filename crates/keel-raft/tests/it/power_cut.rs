@@ -62,16 +62,16 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// Runs the case; returns how many writes were acknowledged (to look at while debugging).
-async fn run(case: Case) -> Result<usize, TestCaseError> {
-    let tmp = tempfile::tempdir().unwrap();
+/// Writes until the power goes; returns the acknowledged writes (key, revision) and what the
+/// disk kept.
+async fn write_until_the_power_goes(
+    dir: &std::path::Path,
+    case: &Case,
+) -> Result<(Vec<(String, u64)>, SimDisk), TestCaseError> {
     let disk = SimDisk::new();
-    let node = Node::start_on(
-        Arc::new(disk.clone()),
-        config(tmp.path(), case.snapshot_every),
-    )
-    .await
-    .map_err(|e| TestCaseError::fail(format!("start: {e}")))?;
+    let node = Node::start_on(Arc::new(disk.clone()), config(dir, case.snapshot_every))
+        .await
+        .map_err(|e| TestCaseError::fail(format!("start: {e}")))?;
     prop_assert!(node.wait_ready(Duration::from_secs(10)).await, "ready");
     let start_syncs = disk.syncs();
     if let Some(n) = case.fail_sync {
@@ -126,13 +126,22 @@ async fn run(case: Case) -> Result<usize, TestCaseError> {
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let node = Arc::into_inner(node).expect("writers are done");
     let _ = tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await;
+    Ok((acked, image))
+}
 
-    let node = Node::start_on(Arc::new(image), config(tmp.path(), case.snapshot_every))
+/// Restarts on what the disk kept and checks every acknowledged write.
+async fn restart_and_check(
+    dir: &std::path::Path,
+    case: &Case,
+    acked: &[(String, u64)],
+    image: SimDisk,
+) -> Result<(), TestCaseError> {
+    let node = Node::start_on(Arc::new(image), config(dir, case.snapshot_every))
         .await
         .map_err(|e| TestCaseError::fail(format!("restart after the power cut: {e}")))?;
     prop_assert!(node.wait_ready(Duration::from_secs(10)).await, "ready");
     node.state().read(|s| -> Result<(), TestCaseError> {
-        for (key, revision) in &acked {
+        for (key, revision) in acked {
             let kv = s.get(key, None).unwrap();
             let kv = kv.ok_or_else(|| {
                 TestCaseError::fail(format!(
@@ -145,7 +154,7 @@ async fn run(case: Case) -> Result<usize, TestCaseError> {
         Ok(())
     })?;
     node.shutdown().await;
-    Ok(acked.len())
+    Ok(())
 }
 
 proptest! {
@@ -153,11 +162,19 @@ proptest! {
 
     #[test]
     fn acknowledged_writes_survive_a_power_cut(case in case()) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(run(case))?;
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        // The first process: its runtime, and every task on it, ends with it (as a process
+        // that lost its disk would), so nothing of it still writes while the next one starts.
+        let rt = runtime();
+        let (acked, image) = rt.block_on(write_until_the_power_goes(tmp.path(), &case))?;
+        rt.shutdown_timeout(Duration::from_secs(10));
+        runtime().block_on(restart_and_check(tmp.path(), &case, &acked, image))?;
     }
 }
