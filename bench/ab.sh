@@ -19,45 +19,36 @@ secs=${4:-5}
 loadgen=target/release/keel-bench
 mkdir -p target
 work=$(mktemp -d -p "$PWD/target" ab.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
+trap 'cleanup_servers; rm -rf "$work"' EXIT
 
 # run BIN WORKLOAD CLIENTS: one run on a fresh server; prints "ops p50_us cpu_us_per_op".
+runs=0
 run() {
-  local bin=$1 w=$2 c=$3 dir
-  dir=$(mktemp -d -p "$work")
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" 2>"$dir/log" &
-  pid=$!
-  local addr=
-  for _ in $(seq 1 300); do
-    addr=$(grep -o 'listen=[0-9.:]*' "$dir/log" | head -1 | cut -d= -f2 || true)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { cat "$dir/log" >&2; exit 1; }
-  [ "$w" = get ] && "$loadgen" --target keel --addr "$addr" --workload load --clients 64 >/dev/null
-  "$loadgen" --target keel --addr "$addr" --workload "$w" --clients "$c" --duration "$secs" \
-    --no-fill >"$dir/out.json" &
+  local exe=$1 w=$2 c=$3
+  runs=$((runs + 1))
+  start_keel "$runs" "$exe"
+  local pid=${pids[-1]}
+  [ "$w" = get ] && "$loadgen" --target keel --addr "$keel" --workload load --clients 64 >/dev/null
+  "$loadgen" --target keel --addr "$keel" --workload "$w" --clients "$c" --duration "$secs" \
+    --no-fill >"$work/out.json" &
   local lg=$!
+  # Sample the server's CPU over 3 s inside the measured part of the run.
   sleep $((secs - 2))
   local t0 c0 t1 c1
   t0=$(date +%s.%N); c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   sleep 3
   t1=$(date +%s.%N); c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   wait "$lg"
-  python3 - "$dir/out.json" "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$work/out.json" "$c0" "$c1" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 c0, c1, t0, t1, hz = map(float, sys.argv[2:7])
 ops = d["ops_per_sec"]
 print(round(ops), round(d["p50_us"]), round((c1 - c0) / hz / (t1 - t0) / ops * 1e6, 1))
 PY
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  rm -rf "$dir"
+  cleanup_servers
+  rm -rf "$work/keel-$runs" "$work/keel-$runs.log"
 }
 
 for spec in "put 64" "put 1" "get 64"; do

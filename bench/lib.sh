@@ -1,5 +1,6 @@
-# Shared by run.sh and smoke.sh (sourced): start keel and the ceiling server on loopback
-# ports and remember their PIDs in $pids; `cleanup_servers` stops them.
+# Shared by run.sh, smoke.sh, ab.sh, profile.sh and tests/fixtures/make-datadir.sh (sourced):
+# start keel and the ceiling server on loopback ports and remember their PIDs in $pids;
+# `cleanup_servers` stops them.
 # Needs: $bin (directory of keel, ceiling, keel-bench) and $work (a scratch directory).
 
 pids=()
@@ -12,19 +13,24 @@ cleanup_servers() {
   pids=()
 }
 
-# start_keel NAME: a keel node with its data in $work/keel-NAME. Sets $keel to its address,
-# read from its start-up line (logged once it leads and has applied its log).
+# start_keel NAME [KEEL_BINARY [SERVE_ARGS...]]: a keel node (default $bin/keel) with its data
+# in $work/keel-NAME and its log in $work/keel-NAME.log. Sets $keel to its address, read from
+# its start-up line (logged once it leads and has applied its log).
 start_keel() {
-  "$bin/keel" serve --listen 127.0.0.1:0 --data-dir "$work/keel-$1" >/dev/null 2>"$work/keel-$1.log" &
+  local name=$1 exe=${2:-$bin/keel}
+  shift
+  if [ $# -gt 0 ]; then shift; fi
+  "$exe" serve --listen 127.0.0.1:0 --data-dir "$work/keel-$name" "$@" >/dev/null \
+    2>"$work/keel-$name.log" &
   pids+=($!)
   keel=
   for _ in $(seq 1 300); do
-    keel=$(grep -o 'listen=[0-9.:]*' "$work/keel-$1.log" | head -1 | cut -d= -f2 || true)
+    keel=$(grep -o 'listen=[0-9.:]*' "$work/keel-$name.log" | head -1 | cut -d= -f2 || true)
     [ -n "$keel" ] && return 0
     sleep 0.1
   done
   echo "keel did not start; its log:" >&2
-  cat "$work/keel-$1.log" >&2
+  cat "$work/keel-$name.log" >&2
   return 1
 }
 

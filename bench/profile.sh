@@ -14,25 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${1:?usage: bench/profile.sh WORKLOAD CLIENTS [KEEL_BINARY]}
 c=${2:?usage: bench/profile.sh WORKLOAD CLIENTS [KEEL_BINARY]}
-keel=$(realpath "${3:-target/release/keel}")
+exe=$(realpath "${3:-target/release/keel}")
 command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 2; }
 mkdir -p target
 work=$(mktemp -d -p "$PWD/target" profile.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$keel" serve --listen 127.0.0.1:0 --data-dir "$work/data" 2>"$work/log" &
-pid=$!
-addr=
-for _ in $(seq 1 300); do
-  addr=$(grep -o 'listen=[0-9.:]*' "$work/log" | head -1 | cut -d= -f2 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { cat "$work/log" >&2; exit 1; }
+source bench/lib.sh
+trap 'cleanup_servers; rm -rf "$work"' EXIT
+start_keel main "$exe"
+pid=${pids[-1]}
+addr=$keel
 [ "$w" = get ] && target/release/keel-bench --target keel --addr "$addr" --workload load --clients 64 >/dev/null
 target/release/keel-bench --target keel --addr "$addr" --workload "$w" --clients "$c" \
   --duration 8 --no-fill >"$work/out.json" &

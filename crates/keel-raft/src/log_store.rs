@@ -253,21 +253,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let records: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| (e.log_id.index, codec::encode_entry(e)))
-            .collect();
+        let mut records = Vec::new();
+        let mut appended = Vec::new();
+        for entry in entries {
+            let bytes = codec::encode_entry(&entry);
+            let index = entry.log_id.index;
+            appended.push((entry, bytes.len()));
+            records.push((index, bytes));
+        }
         if let Some((last, _)) = records.last() {
             self.last_index.set(*last as f64);
         }
-        let sizes: Vec<usize> = records.iter().map(|(_, r)| r.len()).collect();
         self.log
             .append(records, move |r| callback.io_completed(r))
             .map_err(io_err)?;
         // Readable from now on, as openraft requires of a returned append.
         let mut recent = self.recent();
-        for (entry, bytes) in entries.into_iter().zip(sizes) {
+        for (entry, bytes) in appended {
             recent.push(entry, bytes);
         }
         Ok(())

@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::disk::{Disk, DiskFile};
 
@@ -51,6 +52,8 @@ struct State {
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    /// Signalled after every sync and when the power goes.
+    changed: Arc<Condvar>,
 }
 
 impl std::fmt::Debug for SimDisk {
@@ -128,7 +131,29 @@ impl SimDisk {
     /// now on, and the returned disk holds what survived, chosen by `seed` (see the module
     /// documentation).
     pub fn crash(&self, seed: u64) -> SimDisk {
-        crash_locked(&mut lock(&self.state), seed)
+        let image = crash_locked(&mut lock(&self.state), seed);
+        self.changed.notify_all();
+        image
+    }
+
+    /// Waits until `n` file syncs have been asked for in all, or the power has gone, for at
+    /// most `limit`. True if one of them happened.
+    pub fn wait_for_syncs(&self, n: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut s = lock(&self.state);
+        loop {
+            if s.syncs >= n || s.crashed {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, left)
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
     }
 
     fn live(&self) -> io::Result<MutexGuard<'_, State>> {
@@ -172,6 +197,7 @@ fn crash_locked(s: &mut State, seed: u64) -> SimDisk {
     }
     let image = SimDisk {
         state: Arc::new(Mutex::new(after)),
+        changed: Arc::default(),
     };
     s.image = Some(image.clone());
     image
@@ -282,6 +308,7 @@ impl DiskFile for SimFile {
         if disk.crash_at_write.is_some_and(|(at, _)| disk.writes >= at) {
             let seed = disk.crash_at_write.map_or(0, |(_, seed)| seed);
             crash_locked(&mut disk, seed);
+            self.disk.changed.notify_all();
             return Err(gone());
         }
         let mut f = lock(&self.data);
@@ -295,6 +322,7 @@ impl DiskFile for SimFile {
         disk.syncs += 1;
         let n = disk.syncs;
         let fail = disk.fail_syncs.remove(&n);
+        self.disk.changed.notify_all();
         let mut f = lock(&self.data);
         if fail {
             f.pending.clear();

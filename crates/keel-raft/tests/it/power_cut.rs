@@ -108,20 +108,26 @@ async fn write_until_the_power_goes(
     }
     // Cut the power once the disk has synced enough, or it went at its write, or the writers
     // are done.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while disk.syncs() < start_syncs.saturating_add(crash_after_syncs)
-        && disk.crash_image().is_none()
-        && !writers.iter().all(|w| w.is_finished())
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
+    let target = start_syncs.saturating_add(crash_after_syncs);
+    let synced = {
+        let disk = disk.clone();
+        tokio::task::spawn_blocking(move || disk.wait_for_syncs(target, Duration::from_secs(20)))
+    };
+    let all_writers = futures_util::future::join_all(writers);
+    tokio::pin!(all_writers);
+    let finished = tokio::select! {
+        _ = synced => None,
+        results = &mut all_writers => Some(results),
+    };
     let image = disk.crash(case.seed);
-    for w in writers {
-        tokio::time::timeout(Duration::from_secs(20), w)
+    let results = match finished {
+        Some(results) => results,
+        None => tokio::time::timeout(Duration::from_secs(20), all_writers)
             .await
-            .map_err(|_| TestCaseError::fail("a writer hung after the power cut"))?
-            .unwrap();
+            .map_err(|_| TestCaseError::fail("a writer hung after the power cut"))?,
+    };
+    for r in results {
+        r.unwrap();
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let node = Arc::into_inner(node).expect("writers are done");

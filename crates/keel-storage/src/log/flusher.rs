@@ -7,7 +7,7 @@
 //! A failed sync is final. Linux may report a lost write-back only once and then mark the
 //! pages clean, so a later sync that succeeds proves nothing about earlier records: after the
 //! first failure every queued and later request fails with the same error, and
-//! [`Failure`] makes [`super::Log::append`] refuse new records.
+//! the [`FlushState`] they share makes [`super::Log::append`] refuse new records.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,15 +18,15 @@ use crate::disk::DiskFile;
 
 pub(super) type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
-/// The first sync failure of a log, shared by the log and its flusher.
+/// What the log and its flusher share: the first sync failure, and the appends in flight.
 #[derive(Default)]
-pub(super) struct Failure {
+pub(super) struct FlushState {
     first: OnceLock<(io::ErrorKind, String)>,
     /// Appends written but not yet reported durable.
     pub(super) in_flight: AtomicUsize,
 }
 
-impl Failure {
+impl FlushState {
     /// The error every request after the first failure gets.
     pub(super) fn error(&self) -> Option<io::Error> {
         self.first
@@ -62,13 +62,13 @@ pub(super) struct FlushRequest {
     pub(super) done: Done,
 }
 
-pub(super) fn run(rx: mpsc::Receiver<FlushRequest>, failure: Arc<Failure>) {
+pub(super) fn run(rx: mpsc::Receiver<FlushRequest>, state: Arc<FlushState>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = match failure.error() {
+        let result = match state.error() {
             Some(e) => Err(e),
             None => {
                 let started = Instant::now();
@@ -77,13 +77,13 @@ pub(super) fn run(rx: mpsc::Receiver<FlushRequest>, failure: Arc<Failure>) {
                     .record(started.elapsed().as_secs_f64());
                 r.map_err(|e| {
                     tracing::error!(error = %e, "log fsync failed; the log stops accepting writes");
-                    failure.record(&e)
+                    state.record(&e)
                 })
             }
         };
         let records: usize = batch.iter().map(|r| r.records).sum();
         metrics::histogram!("keel_log_fsync_batch_records").record(records as f64);
-        failure.in_flight.fetch_sub(batch.len(), Ordering::Relaxed);
+        state.in_flight.fetch_sub(batch.len(), Ordering::Relaxed);
         for req in batch {
             let r = match &result {
                 Ok(()) => Ok(()),

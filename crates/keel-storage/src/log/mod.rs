@@ -20,6 +20,7 @@
 
 mod flusher;
 mod format;
+mod recover;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -32,10 +33,10 @@ use bytes::Bytes;
 
 use crate::disk::{Disk, DiskFile, OsDisk};
 use crate::error::{Error, IoContext, Result};
-use flusher::{Failure, FlushRequest};
+use flusher::{FlushRequest, FlushState};
 use format::{
-    check_header, encode_header, encode_record, parse_record, segment_first_index, segment_path,
-    Header, Parsed, HEADER_LEN, MAX_RECORD, RECORD_HEAD,
+    encode_header, encode_record, segment_first_index, segment_path, HEADER_LEN, MAX_RECORD,
+    RECORD_HEAD,
 };
 
 /// Tuning of the log.
@@ -100,7 +101,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Log {
     inner: Arc<Mutex<Inner>>,
-    failure: Arc<Failure>,
+    flushing: Arc<FlushState>,
     in_flight: metrics::Histogram,
 }
 
@@ -152,8 +153,8 @@ impl Log {
         }
         let (tx, rx) = mpsc::channel();
         inner.flush_tx = Some(tx);
-        let failure = Arc::new(Failure::default());
-        let shared = failure.clone();
+        let flushing = Arc::new(FlushState::default());
+        let shared = flushing.clone();
         std::thread::Builder::new()
             .name("keel-log-flush".into())
             .spawn(move || flusher::run(rx, shared))
@@ -161,7 +162,7 @@ impl Log {
         Ok((
             Log {
                 inner: Arc::new(Mutex::new(inner)),
-                failure,
+                flushing,
                 in_flight: metrics::histogram!("keel_log_appends_in_flight"),
             },
             report,
@@ -192,11 +193,11 @@ impl Log {
         records: Vec<(u64, Vec<u8>)>,
         done: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> Result<()> {
-        if let Some(e) = self.failure.error() {
+        if let Some(e) = self.flushing.error() {
             return Err(Error::Failed(e.to_string()));
         }
         let mut g = self.lock();
-        let (file, count) = g.append(records).map_err(|e| self.failure.poison(e))?;
+        let (file, count) = g.append(records).map_err(|e| self.flushing.poison(e))?;
         let req = FlushRequest {
             file,
             records: count,
@@ -205,10 +206,10 @@ impl Log {
         let Some(tx) = &g.flush_tx else {
             return Err(Error::Invalid("log is closed".into()));
         };
-        let in_flight = self.failure.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let in_flight = self.flushing.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.in_flight.record(in_flight as f64);
         tx.send(req).map_err(|_| {
-            self.failure.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.flushing.in_flight.fetch_sub(1, Ordering::Relaxed);
             Error::Invalid("log flusher has stopped".into())
         })
     }
@@ -230,12 +231,12 @@ impl Log {
 
     /// Deletes every record with index `from` or above, durably, before returning.
     pub fn truncate(&self, from: u64) -> Result<()> {
-        if let Some(e) = self.failure.error() {
+        if let Some(e) = self.flushing.error() {
             return Err(Error::Failed(e.to_string()));
         }
         self.lock()
             .truncate(from)
-            .map_err(|e| self.failure.poison(e))
+            .map_err(|e| self.flushing.poison(e))
     }
 
     /// Forgets every record with index `upto` or below; deletes segment files that hold only
@@ -310,113 +311,6 @@ impl Inner {
         self.locs.clear();
         self.cache.clear();
         self.cache_bytes = 0;
-    }
-
-    fn recover_segment(
-        &mut self,
-        first: u64,
-        path: PathBuf,
-        last_segment: bool,
-        report: &mut OpenReport,
-    ) -> Result<()> {
-        let file = self.disk.open(&path).ctx("opening segment", &path)?;
-        let buf = read_whole(&*file).ctx("reading segment", &path)?;
-        let corrupt = |offset: usize, reason: &str| Error::Corrupt {
-            path: path.clone(),
-            offset: offset as u64,
-            reason: reason.to_owned(),
-        };
-        match check_header(&buf, first) {
-            Header::Valid => {}
-            Header::UnknownVersion(v) => {
-                return Err(corrupt(8, &format!("unknown log format version {v}")))
-            }
-            Header::Bad => {
-                if last_segment && buf.iter().skip(HEADER_LEN as usize).all(|&b| b == 0) {
-                    // Creation was interrupted before any record went in: nothing to lose.
-                    tracing::warn!(path = %path.display(), "removing half-created log segment");
-                    self.disk.remove(&path).ctx("removing", &path)?;
-                    return Ok(());
-                }
-                return Err(corrupt(0, "bad segment header"));
-            }
-        }
-        if self.last().is_some_and(|last| first != last + 1) {
-            // A gap between segments: everything before it was superseded (a snapshot
-            // replaced it); the caller's purge point covers it.
-            tracing::info!(path = %path.display(), "log restarts after a gap; dropping older records");
-            self.forget_all();
-        }
-        let mut at = HEADER_LEN as usize;
-        let mut expected = first;
-        loop {
-            match parse_record(&buf, at) {
-                Parsed::End => break,
-                Parsed::Record {
-                    index,
-                    data_at,
-                    data_len,
-                    next,
-                } => {
-                    if index != expected {
-                        return Err(corrupt(
-                            at,
-                            &format!("record index {index}, expected {expected}"),
-                        ));
-                    }
-                    self.index_record(
-                        index,
-                        Loc {
-                            segment: first,
-                            offset: at as u64,
-                            len: data_len as u32,
-                        },
-                        Bytes::copy_from_slice(&buf[data_at..data_at + data_len]),
-                    );
-                    expected += 1;
-                    at = next;
-                }
-                Parsed::Bad {
-                    extent_end,
-                    reason,
-                    hole,
-                } => {
-                    let rest_is_zero = buf
-                        .get(extent_end..)
-                        .is_none_or(|r| r.iter().all(|&b| b == 0));
-                    let end = if !last_segment {
-                        None
-                    } else if rest_is_zero {
-                        Some("a record torn by a crash")
-                    } else if hole {
-                        Some("unacknowledged writes after a hole left by a failed sync")
-                    } else {
-                        None
-                    };
-                    let Some(end) = end else {
-                        return Err(corrupt(at, reason));
-                    };
-                    tracing::warn!(path = %path.display(), offset = at, reason, "cutting the end of the log: {end}");
-                    let zeros = vec![0u8; buf.len() - at];
-                    file.write_all_at(&zeros, at as u64)
-                        .ctx("cutting torn tail of", &path)?;
-                    file.sync_data().ctx("syncing", &path)?;
-                    report.cut_torn_tail = Some((path.clone(), at as u64));
-                    break;
-                }
-            }
-        }
-        let capacity = buf.len() as u64;
-        self.segments.insert(
-            first,
-            Segment {
-                path,
-                file,
-                capacity,
-            },
-        );
-        self.write_offset = at as u64;
-        Ok(())
     }
 
     /// Adds record `index` (the next one) to the in-memory index and cache.
@@ -617,12 +511,4 @@ impl Inner {
             .filter_map(|pair| self.segments.remove(&pair[0]))
             .collect()
     }
-}
-
-/// The whole contents of a file.
-fn read_whole(file: &dyn DiskFile) -> io::Result<Vec<u8>> {
-    let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
 }

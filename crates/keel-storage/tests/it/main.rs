@@ -88,16 +88,23 @@ fn many_concurrent_appends_share_syncs_and_all_complete() {
     check_all(&log, 1..2001);
 }
 
-#[test]
-fn torn_tail_is_cut_and_log_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+/// Writes records 1..=10 durably into a closed log in `dir`; returns its one segment's path
+/// and bytes, for a test to damage.
+fn ten_records_on_disk(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let (log, _) = Log::open(dir, LogOptions::default()).unwrap();
     append_sync(&log, (1..=10).map(rec).collect());
     log.close();
     drop(log);
-    // Simulate a crash in the middle of writing record 11: its header and half its body.
-    let seg = segments(dir.path()).pop().unwrap();
+    let seg = segments(dir).pop().unwrap();
     let raw = std::fs::read(&seg).unwrap();
+    (seg, raw)
+}
+
+#[test]
+fn torn_tail_is_cut_and_log_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, raw) = ten_records_on_disk(dir.path());
+    // Simulate a crash in the middle of writing record 11: its header and half its body.
     let end = raw.iter().rposition(|&b| b != 0).unwrap() + 1;
     let mut torn = Vec::new();
     torn.extend_from_slice(&(8u32 + 100).to_le_bytes());
@@ -122,12 +129,7 @@ fn torn_tail_is_cut_and_log_continues() {
 #[test]
 fn corruption_before_the_tail_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
-    append_sync(&log, (1..=10).map(rec).collect());
-    log.close();
-    drop(log);
-    let seg = segments(dir.path()).pop().unwrap();
-    let mut raw = std::fs::read(&seg).unwrap();
+    let (seg, mut raw) = ten_records_on_disk(dir.path());
     raw[32 + 16 + 3] ^= 0x40; // inside record 1's data
     std::fs::write(&seg, raw).unwrap();
     match Log::open(dir.path(), LogOptions::default()) {
@@ -144,12 +146,7 @@ fn a_hole_in_the_newest_segment_ends_the_log_there() {
     // A failed sync loses the writes it covered (zeros on disk) while later writes may still
     // reach the disk: records 6..=10 were never acknowledged, so the log ends at 5.
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
-    append_sync(&log, (1..=10).map(rec).collect());
-    log.close();
-    drop(log);
-    let seg = segments(dir.path()).pop().unwrap();
-    let mut raw = std::fs::read(&seg).unwrap();
+    let (seg, mut raw) = ten_records_on_disk(dir.path());
     let at = |index: u64| -> usize {
         // Walk the records: 16-byte head (length covers index + data), then data.
         let mut off = 32;
