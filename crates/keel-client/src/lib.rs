@@ -33,7 +33,7 @@ pub enum Error {
         /// HTTP status.
         status: u16,
         /// Stable code, e.g. `key_not_found`.
-        code: String,
+        code: wire::Code,
         /// The server's message.
         message: String,
         /// Code-specific fields, e.g. `current_revision`.
@@ -57,9 +57,9 @@ pub enum Error {
 
 impl Error {
     /// The stable error code, for server errors.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<wire::Code> {
         match self {
-            Error::Api { code, .. } => Some(code),
+            Error::Api { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -226,7 +226,7 @@ impl Client {
         let url = self.url(&["v1", "kv"], Some(key), &q)?;
         match self.call(Method::GET, url, None, false).await {
             Ok(kv) => Ok(Some(kv)),
-            Err(e) if e.code() == Some(wire::codes::KEY_NOT_FOUND) => Ok(None),
+            Err(e) if e.code() == Some(wire::Code::KeyNotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }

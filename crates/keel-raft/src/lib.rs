@@ -5,6 +5,7 @@
 //! names an openraft type, so an upgrade is contained here. The upstream APIs relied on are
 //! listed in the crate README.
 
+mod clock;
 mod codec;
 mod completion;
 mod log_store;
@@ -14,6 +15,7 @@ mod proposer;
 mod read_index;
 mod state_machine;
 
+pub use clock::Clock;
 pub use log_store::LogStore;
 pub use node::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadBarrierError};
 pub use state_machine::{StateMachine, StateReader};

@@ -142,7 +142,7 @@ impl LogStore {
             meta.vote = Some(codec::decode_vote(&v).map_err(|e| corrupt("vote", e))?);
         }
         if let Some(p) = keel_storage::read_meta(&dir.join("purged"))? {
-            let id = codec::decode_log_id(&p).map_err(|e| corrupt("purged", e))?;
+            let id = codec::decode_purged(&p).map_err(|e| corrupt("purged", e))?;
             log.purge(id.index)?;
             meta.last_purged = Some(id);
         }
@@ -215,7 +215,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id = self.meta().last_purged;
-        let last_log_id = match self.log.last_index() {
+        let last_log_id = match self.log.last_index().map_err(io_err)? {
             Some(i) => self.read_range(i, i + 1)?.pop().map(|e| e.log_id),
             None => last_purged_log_id,
         };
@@ -284,7 +284,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point durably before any file goes, so that a restart never finds
         // a log that starts later than it believes.
-        keel_storage::write_meta(&self.dir.join("purged"), &codec::encode_log_id(&log_id))
+        keel_storage::write_meta(&self.dir.join("purged"), &codec::encode_purged(&log_id))
             .map_err(io_err)?;
         self.meta().last_purged = Some(log_id);
         self.recent().purge(log_id.index);

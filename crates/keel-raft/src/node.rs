@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use keel_state::{Command, Outcome, Request, StoreConfig};
 use keel_storage::DirLock;
@@ -16,7 +16,7 @@ use crate::network::Network;
 use crate::proposer::Proposer;
 use crate::read_index::ReadIndex;
 use crate::state_machine::{StateMachine, StateReader};
-use crate::{Raft, TypeConfig};
+use crate::{Clock, Raft, TypeConfig};
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub history: u64,
     /// Size of each preallocated log segment.
     pub segment_bytes: u64,
+    /// Where proposals get their time from.
+    pub clock: Clock,
 }
 
 /// Failure to start a node.
@@ -90,6 +92,7 @@ pub struct Node {
     log: keel_storage::Log,
     status: watch::Receiver<NodeStatus>,
     propose_latency: PerCommand,
+    clock: Clock,
     _lock: DirLock,
 }
 
@@ -112,12 +115,6 @@ impl PerCommand {
         }
         h
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(crate) fn not_leader(f: openraft::error::ForwardToLeader<TypeConfig>) -> ProposeError {
@@ -221,6 +218,7 @@ impl Node {
             log,
             status,
             propose_latency: PerCommand::default(),
+            clock: config.clock,
             _lock: lock,
         })
     }
@@ -231,7 +229,7 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
         let name = command.name();
         let request = Request {
-            now_ms: now_ms(),
+            now_ms: self.clock.now_ms(),
             command,
         };
         let started = std::time::Instant::now();
@@ -240,6 +238,11 @@ impl Node {
             .get(name)
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// The clock this node stamps proposals with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Waits until this node has applied everything committed before the call, after checking

@@ -99,7 +99,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use keel_state::{Command, Outcome};
+    use keel_state::{KvCommand, KvOutcome, Outcome};
 
     use crate::{Node, NodeConfig};
 
@@ -116,18 +116,19 @@ mod tests {
             snapshot_every: 1_000_000,
             history: 100,
             segment_bytes: 1 << 20,
+            clock: crate::Clock::system(),
         })
         .await
         .expect("start");
         assert!(node.wait_ready(Duration::from_secs(10)).await);
         let node = Arc::new(node);
-        let put = |i: u64| Command::Put {
+        let put = |i: u64| KvCommand::Put {
             key: format!("k{i}"),
             value: format!("v{i}").into_bytes().into(),
             lease: None,
             if_revision: None,
         };
-        let Ok(Outcome::Put { revision }) = node.propose(put(0)).await else {
+        let Ok(Outcome::Kv(KvOutcome::Put { revision })) = node.propose(put(0).into()).await else {
             panic!("put");
         };
         let before = node.read_index.rounds();

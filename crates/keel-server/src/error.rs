@@ -1,198 +1,85 @@
-//! API errors and their one mapping to HTTP status and stable code.
+//! API errors: a [`Code`] from keel-wire (which fixes the HTTP status), a message, and any
+//! code-specific fields. Every refusal in the state machine and every read error maps to a
+//! code here, in one place.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keel_raft::ProposeError;
-use keel_state::{CommandError, KeyError, ReadError};
-use keel_wire::{codes, ErrorBody, ErrorDetail};
-use serde_json::{json, Map, Value};
+use keel_state::{CommandError, KeyError, KvError, LeaseError, ReadError, TxnError};
+use keel_wire::{Code, ErrorBody, ErrorDetail};
+use serde_json::{Map, Value};
 
 /// Everything a handler can answer instead of success.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400 with a code.
-    #[error("{message}")]
-    BadRequest {
-        /// Stable code.
-        code: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// 400: a read ahead of the store.
-    #[error("{0}")]
-    FutureRevision(ReadError),
-    /// 404 with a code.
-    #[error("{message}")]
-    NotFound {
-        /// Stable code.
-        code: &'static str,
-        /// What is missing.
-        message: String,
-    },
-    /// 405.
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// 409 with a code.
-    #[error("{message}")]
-    Conflict {
-        /// Stable code.
-        code: &'static str,
-        /// What conflicts.
-        message: String,
-    },
-    /// 410: history no longer reaches back.
-    #[error("{message}")]
-    Compacted {
-        /// What was asked.
-        message: String,
-        /// The oldest readable revision.
-        compact_revision: u64,
-    },
-    /// 412: `if_revision` did not match.
-    #[error("{message}")]
-    RevisionMismatch {
-        /// What happened.
-        message: String,
-        /// The key's current `mod_revision` (0 when absent).
-        current_revision: u64,
-    },
-    /// 429: over a count limit.
-    #[error("{message}")]
-    TooMany {
-        /// Stable code.
-        code: &'static str,
-        /// What is over which limit.
-        message: String,
-        /// The limit.
-        limit: u64,
-    },
-    /// 413 with a code.
-    #[error("{message}")]
-    TooLarge {
-        /// Stable code.
-        code: &'static str,
-        /// What is too large.
-        message: String,
-        /// The limit.
-        limit: u64,
-        /// The request body was refused before it was read to its end: the answer says
-        /// `Connection: close`, because the connection closes after it.
-        unread_body: bool,
-    },
-    /// 503: not the leader.
-    #[error("this node is not the leader")]
-    NotLeader {
-        /// The leader's id and address, if known.
-        leader: Option<(u64, String)>,
-    },
-    /// 503: cannot serve now.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 501.
-    #[error("{0}")]
-    NotImplemented(String),
-    /// 500: a bug.
-    #[error("{0}")]
-    Internal(String),
+#[error("{message}")]
+pub struct ApiError {
+    code: Code,
+    message: String,
+    extra: Map<String, Value>,
+    /// The request body was refused before it was read to its end: the answer says
+    /// `Connection: close`, because the connection closes after it.
+    unread_body: bool,
 }
 
 impl ApiError {
-    /// A 400 with `code`.
-    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
+    /// An error with `code` (and so its status) and a sentence saying what is wrong.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
             code,
             message: message.into(),
+            extra: Map::new(),
+            unread_body: false,
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Map<String, Value>) {
-        let none = Map::new;
-        match self {
-            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, none()),
-            ApiError::FutureRevision(ReadError::FutureRevision { current, .. }) => {
-                let extra = json!({ "current_revision": current });
-                (
-                    StatusCode::BAD_REQUEST,
-                    codes::FUTURE_REVISION,
-                    as_map(extra),
-                )
-            }
-            ApiError::FutureRevision(_) => {
-                (StatusCode::BAD_REQUEST, codes::FUTURE_REVISION, none())
-            }
-            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, none()),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::METHOD_NOT_ALLOWED,
-                none(),
-            ),
-            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, none()),
-            ApiError::Compacted {
-                compact_revision, ..
-            } => {
-                let extra = json!({ "compact_revision": compact_revision });
-                (StatusCode::GONE, codes::COMPACTED, as_map(extra))
-            }
-            ApiError::RevisionMismatch {
-                current_revision, ..
-            } => {
-                let extra = json!({ "current_revision": current_revision });
-                (
-                    StatusCode::PRECONDITION_FAILED,
-                    codes::REVISION_MISMATCH,
-                    as_map(extra),
-                )
-            }
-            ApiError::TooMany { code, limit, .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                code,
-                as_map(json!({ "limit": limit })),
-            ),
-            ApiError::TooLarge { code, limit, .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code,
-                as_map(json!({ "limit": limit })),
-            ),
-            ApiError::NotLeader { leader } => {
-                let extra = match leader {
-                    Some((id, addr)) => json!({ "leader_id": id, "leader_addr": addr }),
-                    None => json!({}),
-                };
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    codes::NOT_LEADER,
-                    as_map(extra),
-                )
-            }
-            ApiError::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, none())
-            }
-            ApiError::NotImplemented(_) => {
-                (StatusCode::NOT_IMPLEMENTED, codes::NOT_IMPLEMENTED, none())
-            }
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, none()),
-        }
+    /// Adds a code-specific field to the error object (e.g. `current_revision`, `limit`).
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(field.to_owned(), value.into());
+        self
     }
-}
 
-fn as_map(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+    /// Marks the request body as left unread (see [`ApiError::unread_body`]).
+    pub(crate) fn body_unread(mut self) -> Self {
+        self.unread_body = true;
+        self
     }
-}
 
-impl ApiError {
+    /// The error's code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// 400 `invalid_argument`.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(Code::InvalidArgument, message)
+    }
+
+    /// 400 `invalid_query`.
+    pub(crate) fn query(message: impl Into<String>) -> Self {
+        ApiError::new(Code::InvalidQuery, message)
+    }
+
+    /// 500 `internal`: a bug.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(Code::Internal, message)
+    }
+
+    /// 413 with `limit`.
+    pub(crate) fn too_large(code: Code, message: impl Into<String>, limit: usize) -> Self {
+        ApiError::new(code, message).with("limit", limit as u64)
+    }
+
     /// The status and the `{"code","message",…}` object, as every API error carries them.
     pub(crate) fn detail(&self) -> (StatusCode, ErrorDetail) {
-        let (status, code, extra) = self.parts();
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            tracing::warn!(code, error = %self, "request failed");
+            tracing::warn!(code = %self.code, error = %self.message, "request failed");
         }
         let detail = ErrorDetail {
-            code: code.to_owned(),
-            message: self.to_string(),
-            extra,
+            code: self.code,
+            message: self.message.clone(),
+            extra: self.extra.clone(),
         };
         (status, detail)
     }
@@ -200,16 +87,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let close = matches!(
-            self,
-            ApiError::TooLarge {
-                unread_body: true,
-                ..
-            }
-        );
         let (status, error) = self.detail();
         let mut resp = (status, axum::Json(ErrorBody { error })).into_response();
-        if close {
+        if self.unread_body {
             // The rest of the body is never read, so the server will not reuse this
             // connection; a client that knows it does not send its next request on it.
             resp.headers_mut().insert(
@@ -225,42 +105,47 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         let message = e.to_string();
         match e {
-            CommandError::RevisionMismatch { current, .. } => ApiError::RevisionMismatch {
-                message,
-                current_revision: current,
+            CommandError::Kv(e) => match e {
+                KvError::RevisionMismatch { current, .. } => {
+                    ApiError::new(Code::RevisionMismatch, message).with("current_revision", current)
+                }
+                KvError::KeyNotFound(_) => ApiError::new(Code::KeyNotFound, message),
+                KvError::NotANumber(_) => ApiError::new(Code::NotANumber, message),
+                KvError::Overflow(_) => ApiError::new(Code::Overflow, message),
             },
-            CommandError::KeyNotFound(_) => ApiError::NotFound {
-                code: codes::KEY_NOT_FOUND,
-                message,
+            CommandError::Lease(e) => match e {
+                LeaseError::NotFound(_) => ApiError::new(Code::LeaseNotFound, message),
+                LeaseError::InvalidTtl => ApiError::new(Code::InvalidTtl, message),
             },
-            CommandError::LeaseNotFound(_) => ApiError::NotFound {
-                code: codes::LEASE_NOT_FOUND,
-                message,
+            CommandError::Txn(e) => match e {
+                TxnError::DuplicateKey(_) => ApiError::new(Code::DuplicateKey, message),
             },
-            CommandError::NotANumber(_) => ApiError::Conflict {
-                code: codes::NOT_A_NUMBER,
-                message,
-            },
-            CommandError::Overflow(_) => ApiError::Conflict {
-                code: codes::OVERFLOW,
-                message,
-            },
-            CommandError::DuplicateKey(_) => ApiError::bad(codes::DUPLICATE_KEY, message),
-            CommandError::InvalidTtl => ApiError::bad(codes::INVALID_TTL, message),
         }
+    }
+}
+
+impl From<KvError> for ApiError {
+    fn from(e: KvError) -> Self {
+        CommandError::from(e).into()
+    }
+}
+
+impl From<TxnError> for ApiError {
+    fn from(e: TxnError) -> Self {
+        CommandError::from(e).into()
     }
 }
 
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
+        let message = e.to_string();
         match e {
             ReadError::Compacted {
                 compact_revision, ..
-            } => ApiError::Compacted {
-                message: e.to_string(),
-                compact_revision,
-            },
-            ReadError::FutureRevision { .. } => ApiError::FutureRevision(e),
+            } => ApiError::new(Code::Compacted, message).with("compact_revision", compact_revision),
+            ReadError::FutureRevision { current, .. } => {
+                ApiError::new(Code::FutureRevision, message).with("current_revision", current)
+            }
         }
     }
 }
@@ -268,14 +153,20 @@ impl From<ReadError> for ApiError {
 impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         match e {
-            ProposeError::NotLeader { leader } => ApiError::NotLeader { leader },
-            ProposeError::Unavailable(m) => ApiError::Unavailable(m),
+            ProposeError::NotLeader { leader } => {
+                let err = ApiError::new(Code::NotLeader, "this node is not the leader");
+                match leader {
+                    Some((id, addr)) => err.with("leader_id", id).with("leader_addr", addr),
+                    None => err,
+                }
+            }
+            ProposeError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
         }
     }
 }
 
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
-        ApiError::bad(codes::INVALID_KEY, e.to_string())
+        ApiError::new(Code::InvalidKey, e.to_string())
     }
 }

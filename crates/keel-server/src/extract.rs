@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::header;
 use axum::http::request::Parts;
 use bytes::Bytes;
-use keel_wire::codes;
+use keel_wire::Code;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
@@ -20,7 +20,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(t)) => Ok(Q(t)),
-            Err(e) => Err(ApiError::bad(codes::INVALID_QUERY, e.body_text())),
+            Err(e) => Err(ApiError::query(e.body_text())),
         }
     }
 }
@@ -35,7 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathText {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(s)) => Ok(PathText(s)),
-            Err(e) => Err(ApiError::bad(codes::INVALID_KEY, e.body_text())),
+            Err(e) => Err(ApiError::new(Code::InvalidKey, e.body_text())),
         }
     }
 }
@@ -45,14 +45,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PathText {
 pub(crate) async fn read_body(
     body: Body,
     limit: usize,
-    code: &'static str,
+    code: Code,
     what: &str,
 ) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::TooLarge {
-        code,
-        message: format!("{what} is larger than the limit of {limit} bytes"),
-        limit: limit as u64,
-        unread_body: true,
+    let too_large = || {
+        ApiError::too_large(
+            code,
+            format!("{what} is larger than the limit of {limit} bytes"),
+            limit,
+        )
+        .body_unread()
     };
     // The body knows its declared Content-Length (its size hint's lower bound).
     if body.size_hint().lower() > limit as u64 {
@@ -64,10 +66,7 @@ pub(crate) async fn read_body(
         {
             too_large()
         } else {
-            ApiError::bad(
-                codes::INVALID_ARGUMENT,
-                format!("could not read the request body: {e}"),
-            )
+            ApiError::invalid(format!("could not read the request body: {e}"))
         }
     })
 }
@@ -78,13 +77,13 @@ pub(crate) async fn json_body<T: DeserializeOwned>(
     body: Body,
 ) -> Result<T, ApiError> {
     let limit = config.max_request_size;
-    let bytes = read_body(body, limit, codes::BODY_TOO_LARGE, "the request body").await?;
+    let bytes = read_body(body, limit, Code::BodyTooLarge, "the request body").await?;
     parse_json(&bytes)
 }
 
 /// Parses a JSON body, mapping errors to 400 `invalid_json`.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(codes::INVALID_JSON, e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::new(Code::InvalidJson, e.to_string()))
 }
 
 /// Whether the client's `Accept` header asks for JSON (`?format=json` is handled by the

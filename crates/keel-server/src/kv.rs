@@ -4,47 +4,24 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use keel_state::{validate_key, Command, KeyValue, ListQuery, Outcome};
-use keel_wire::{codes, DeleteResponse, IncrResponse, ListResponse, RevisionResponse};
+use axum::routing::{self, any, post};
+use axum::{Json, Router};
+use keel_state::{validate_key, KvCommand, KvOutcome, ListQuery, Outcome};
+use keel_wire::{Code, DeleteResponse, IncrResponse, ListResponse, RevisionResponse};
 use serde::Deserialize;
 
 use crate::extract::{read_body, AcceptsJson, PathText, Q};
+use crate::respond::{envelope, read_point, unexpected};
 use crate::watch::{wait_for_change, Filter};
 use crate::{ApiError, AppState};
 
-/// Turns a stored key and value into its JSON envelope.
-pub(crate) fn envelope(key: &str, kv: &KeyValue, with_value: bool) -> keel_wire::KeyValue {
-    let (value, value_base64) = if with_value {
-        keel_wire::encode_value(&kv.value)
-    } else {
-        (None, None)
-    };
-    keel_wire::KeyValue {
-        key: key.to_owned(),
-        value,
-        value_base64,
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        lease: kv.lease,
-    }
-}
-
-/// Maps an outcome that is not the expected success to its error.
-pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
-    match outcome {
-        Outcome::Rejected(e) => e.into(),
-        other => ApiError::Internal(format!("unexpected outcome {other:?}")),
-    }
-}
-
-/// Waits for a linearizable read point unless the client accepts a stale read.
-pub(crate) async fn read_point(state: &AppState, stale: bool) -> Result<(), ApiError> {
-    if stale {
-        return Ok(());
-    }
-    Ok(state.node.read_barrier().await?)
+/// The routes of keys, ranges and counters.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/kv", routing::get(list).delete(delete_range))
+        .route("/v1/kv/", any(empty_key))
+        .route("/v1/kv/{*key}", routing::get(get).put(put).delete(delete))
+        .route("/v1/incr/{*key}", post(incr))
 }
 
 #[derive(Deserialize)]
@@ -70,22 +47,18 @@ async fn block(
     revision: Option<u64>,
 ) -> Result<(), ApiError> {
     if wait.is_some() && revision.is_some() {
-        return Err(ApiError::bad(
-            codes::INVALID_QUERY,
+        return Err(ApiError::query(
             "wait reads the current state; it cannot be combined with revision",
         ));
     }
     let Some(wait) = wait else {
         if after_revision.is_some() {
-            return Err(ApiError::bad(
-                codes::INVALID_QUERY,
-                "after_revision is only used with wait",
-            ));
+            return Err(ApiError::query("after_revision is only used with wait"));
         }
         return Ok(());
     };
-    let wait = crate::parse_duration(wait)
-        .map_err(|e| ApiError::bad(codes::INVALID_QUERY, format!("wait {wait:?}: {e}")))?;
+    let wait =
+        crate::parse_duration(wait).map_err(|e| ApiError::query(format!("wait {wait:?}: {e}")))?;
     let reader = state.node.state();
     wait_for_change(reader, &filter, after_revision, wait, state.closing.clone()).await;
     Ok(())
@@ -103,10 +76,9 @@ pub(crate) async fn get(
         Some("json") => true,
         Some("raw") => false,
         Some(other) => {
-            return Err(ApiError::bad(
-                codes::INVALID_QUERY,
-                format!("unknown format {other:?}; use json or raw"),
-            ))
+            return Err(ApiError::query(format!(
+                "unknown format {other:?}; use json or raw"
+            )))
         }
     };
     block(
@@ -122,10 +94,7 @@ pub(crate) async fn get(
         .node
         .state()
         .read(|s| (s.get(&key, q.revision), s.revision()));
-    let kv = found?.ok_or_else(|| ApiError::NotFound {
-        code: codes::KEY_NOT_FOUND,
-        message: format!("key {key:?} not found"),
-    })?;
+    let kv = found?.ok_or_else(|| ApiError::from(keel_state::KvError::KeyNotFound(key.clone())))?;
     if json {
         return Ok(Json(envelope(&key, &kv, true)).into_response());
     }
@@ -163,15 +132,15 @@ pub(crate) async fn put(
 ) -> Result<Json<RevisionResponse>, ApiError> {
     validate_key(&key)?;
     let limit = state.config.max_value_size;
-    let value = read_body(body, limit, codes::VALUE_TOO_LARGE, "the value").await?;
-    let command = Command::Put {
+    let value = read_body(body, limit, Code::ValueTooLarge, "the value").await?;
+    let command = KvCommand::Put {
         key,
         value,
         lease: q.lease,
         if_revision: q.if_revision,
     };
-    match state.node.propose(command).await? {
-        Outcome::Put { revision } => Ok(Json(RevisionResponse { revision })),
+    match state.node.propose(command.into()).await? {
+        Outcome::Kv(KvOutcome::Put { revision }) => Ok(Json(RevisionResponse { revision })),
         other => Err(unexpected(other)),
     }
 }
@@ -188,12 +157,14 @@ pub(crate) async fn delete(
     Q(q): Q<DeleteQuery>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     validate_key(&key)?;
-    let command = Command::Delete {
+    let command = KvCommand::Delete {
         key,
         if_revision: q.if_revision,
     };
-    match state.node.propose(command).await? {
-        Outcome::Deleted { revision, deleted } => Ok(Json(DeleteResponse { revision, deleted })),
+    match state.node.propose(command.into()).await? {
+        Outcome::Kv(KvOutcome::Deleted { revision, deleted }) => {
+            Ok(Json(DeleteResponse { revision, deleted }))
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -215,14 +186,19 @@ pub(crate) async fn delete_range(
         (None, true) => String::new(),
         (Some(p), true) if p.is_empty() => String::new(),
         _ => {
-            return Err(ApiError::bad(
-                codes::INVALID_ARGUMENT,
+            return Err(ApiError::invalid(
                 "give a non-empty prefix=P, or all=true to delete every key",
             ))
         }
     };
-    match state.node.propose(Command::DeletePrefix { prefix }).await? {
-        Outcome::Deleted { revision, deleted } => Ok(Json(DeleteResponse { revision, deleted })),
+    match state
+        .node
+        .propose(KvCommand::DeletePrefix { prefix }.into())
+        .await?
+    {
+        Outcome::Kv(KvOutcome::Deleted { revision, deleted }) => {
+            Ok(Json(DeleteResponse { revision, deleted }))
+        }
         other => Err(unexpected(other)),
     }
 }
@@ -250,10 +226,9 @@ pub(crate) async fn list(
     let max = state.config.max_list_limit;
     let limit = q.limit.unwrap_or(state.config.default_list_limit);
     if limit == 0 || limit > max {
-        return Err(ApiError::bad(
-            codes::INVALID_QUERY,
-            format!("limit must be between 1 and {max}"),
-        ));
+        return Err(ApiError::query(format!(
+            "limit must be between 1 and {max}"
+        )));
     }
     block(
         &state,
@@ -295,12 +270,14 @@ pub(crate) async fn incr(
     Q(q): Q<IncrQuery>,
 ) -> Result<Json<IncrResponse>, ApiError> {
     validate_key(&key)?;
-    let command = Command::Incr {
+    let command = KvCommand::Incr {
         key,
         by: q.by.unwrap_or(1),
     };
-    match state.node.propose(command).await? {
-        Outcome::Incr { value, revision } => Ok(Json(IncrResponse { value, revision })),
+    match state.node.propose(command.into()).await? {
+        Outcome::Kv(KvOutcome::Incr { value, revision }) => {
+            Ok(Json(IncrResponse { value, revision }))
+        }
         other => Err(unexpected(other)),
     }
 }

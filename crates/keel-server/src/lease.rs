@@ -1,20 +1,18 @@
 //! `/v1/leases`: grant, keep alive, inspect, list, revoke.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
-use keel_state::{Command, Outcome};
+use axum::routing::{self, post};
+use axum::{Json, Router};
+use keel_state::{LeaseCommand, LeaseError, LeaseOutcome, Outcome};
 use keel_wire::{
-    codes, LeaseGrantRequest, LeaseInfo, LeaseList, LeaseResponse, LeaseRevokeResponse,
-    LeaseSummary,
+    Code, LeaseGrantRequest, LeaseInfo, LeaseList, LeaseResponse, LeaseRevokeResponse, LeaseSummary,
 };
 use serde::Deserialize;
 
 use crate::extract::{json_body, PathText, Q};
-use crate::kv::{read_point, unexpected};
+use crate::respond::{read_point, unexpected};
 use crate::{parse_duration, ApiError, AppState};
 
 /// Shortest lease accepted.
@@ -22,23 +20,21 @@ const MIN_TTL_MS: u64 = 1_000;
 /// Longest lease accepted (one year).
 const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The routes of leases.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/leases", post(grant).get(list))
+        .route("/v1/leases/{id}", routing::get(get).delete(revoke))
+        .route("/v1/leases/{id}/keepalive", post(keepalive))
 }
 
 fn parse_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse::<u64>().map_err(|_| {
-        ApiError::bad(
-            codes::INVALID_ARGUMENT,
-            format!("lease id {raw:?} is not a number"),
-        )
-    })
+    raw.parse::<u64>()
+        .map_err(|_| ApiError::invalid(format!("lease id {raw:?} is not a number")))
 }
 
 fn ttl_ms(req: &LeaseGrantRequest) -> Result<u64, ApiError> {
-    let bad = |m: String| ApiError::bad(codes::INVALID_TTL, m);
+    let bad = |m: String| ApiError::new(Code::InvalidTtl, m);
     let ms = match (&req.ttl, req.ttl_ms) {
         (Some(s), None) => parse_duration(s).map_err(bad)?.as_millis() as u64,
         (None, Some(ms)) => ms,
@@ -62,10 +58,14 @@ pub(crate) async fn grant(
 ) -> Result<(StatusCode, Json<LeaseResponse>), ApiError> {
     let req: LeaseGrantRequest = json_body(&state.config, body).await?;
     let ttl_ms = ttl_ms(&req)?;
-    match state.node.propose(Command::LeaseGrant { ttl_ms }).await? {
-        Outcome::Lease(l) => {
-            // A new lease may be due sooner than anything the expiry worker waits for.
-            state.lease_wake.notify_one();
+    match state
+        .node
+        .propose(LeaseCommand::Grant { ttl_ms }.into())
+        .await?
+    {
+        Outcome::Lease(LeaseOutcome::Granted(l)) => {
+            // A new lease may be due sooner than anything the expiry duty waits for.
+            state.lease_expiry.wake();
             Ok((
                 StatusCode::CREATED,
                 Json(LeaseResponse {
@@ -83,8 +83,12 @@ pub(crate) async fn keepalive(
     PathText(id): PathText,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let id = parse_id(&id)?;
-    match state.node.propose(Command::LeaseKeepAlive { id }).await? {
-        Outcome::Lease(l) => Ok(Json(LeaseResponse {
+    match state
+        .node
+        .propose(LeaseCommand::KeepAlive { id }.into())
+        .await?
+    {
+        Outcome::Lease(LeaseOutcome::Granted(l)) => Ok(Json(LeaseResponse {
             id: l.id,
             ttl_ms: l.ttl_ms,
         })),
@@ -97,8 +101,12 @@ pub(crate) async fn revoke(
     PathText(id): PathText,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
-    match state.node.propose(Command::LeaseRevoke { id }).await? {
-        Outcome::Revoked { revision, deleted } => {
+    match state
+        .node
+        .propose(LeaseCommand::Revoke { id }.into())
+        .await?
+    {
+        Outcome::Lease(LeaseOutcome::Revoked { revision, deleted }) => {
             Ok(Json(LeaseRevokeResponse { revision, deleted }))
         }
         other => Err(unexpected(other)),
@@ -119,7 +127,7 @@ pub(crate) async fn get(
 ) -> Result<Json<LeaseInfo>, ApiError> {
     let id = parse_id(&id)?;
     read_point(&state, q.stale).await?;
-    let now = now_ms();
+    let now = state.node.clock().now_ms();
     state
         .node
         .state()
@@ -132,10 +140,7 @@ pub(crate) async fn get(
             })
         })
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound {
-            code: codes::LEASE_NOT_FOUND,
-            message: format!("lease {id} not found"),
-        })
+        .ok_or_else(|| keel_state::CommandError::from(LeaseError::NotFound(id)).into())
 }
 
 pub(crate) async fn list(
@@ -143,7 +148,7 @@ pub(crate) async fn list(
     Q(q): Q<ReadQuery>,
 ) -> Result<Json<LeaseList>, ApiError> {
     read_point(&state, q.stale).await?;
-    let now = now_ms();
+    let now = state.node.clock().now_ms();
     let leases = state.node.state().read(|s| {
         s.leases()
             .map(|l| LeaseSummary {

@@ -5,13 +5,14 @@
 //! handler changes state any other way.
 
 mod duration;
+mod duty;
 mod error;
 mod extract;
 mod kv;
 mod lease;
-mod lease_worker;
 mod metrics_http;
 mod ops;
+mod respond;
 mod stream;
 mod txn;
 mod watch;
@@ -20,7 +21,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::routing::{get, post};
 use axum::Router;
 use keel_raft::Node;
 use tokio::net::TcpListener;
@@ -81,7 +81,8 @@ pub(crate) struct Shared {
     pub(crate) node: Arc<Node>,
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub(crate) lease_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the lease expiry duty when a lease is granted.
+    pub(crate) lease_expiry: duty::Waker,
     /// Becomes true when the server starts shutting down: long-lived streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
     /// Encoded SSE change messages shared between watch streams.
@@ -91,22 +92,11 @@ pub(crate) struct Shared {
 /// Builds the router for `node`.
 fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
     let router = Router::new()
-        .route("/v1/kv", get(kv::list).delete(kv::delete_range))
-        .route("/v1/kv/", axum::routing::any(kv::empty_key))
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
-        .route("/v1/incr/{*key}", post(kv::incr))
-        .route("/v1/txn", post(txn::txn))
-        .route("/v1/watch", get(stream::watch))
-        .route("/v1/leases", post(lease::grant).get(lease::list))
-        .route("/v1/leases/{id}", get(lease::get).delete(lease::revoke))
-        .route("/v1/leases/{id}/keepalive", post(lease::keepalive))
-        .route("/raft/{*rest}", axum::routing::any(ops::raft_reserved))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .merge(kv::routes())
+        .merge(txn::routes())
+        .merge(lease::routes())
+        .merge(stream::routes())
+        .merge(ops::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(metrics_http::TrackLayer::default())
@@ -119,7 +109,7 @@ fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish and returns; an error if it stopped because Raft did (a storage
-/// failure). Runs the lease expiry worker meanwhile.
+/// failure). Runs the leader duties (lease expiry) meanwhile.
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
@@ -130,12 +120,11 @@ pub async fn serve(
     let cors = cors_layer(&config.cors_origins)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let lease_wake = Arc::new(tokio::sync::Notify::new());
-    let worker = tokio::spawn(lease_worker::run(
+    let lease_expiry = duty::spawn(
         node.clone(),
-        lease_wake.clone(),
+        duty::lease_expiry::LeaseExpiry,
         stop_rx.clone(),
-    ));
+    );
     if let Some(handle) = metrics.clone() {
         tokio::spawn(metrics_http::upkeep(handle, stop_rx));
     }
@@ -160,7 +149,7 @@ pub async fn serve(
         node,
         config,
         metrics,
-        lease_wake,
+        lease_expiry: lease_expiry.waker(),
         closing,
         sse_frames: Arc::default(),
     }));
@@ -168,9 +157,7 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await;
     stop_tx.send_replace(true);
-    if let Err(e) = worker.await {
-        tracing::warn!(error = %e, "lease worker ended abnormally");
-    }
+    lease_expiry.join().await;
     result?;
     match fatal_rx.await {
         Ok(why) => Err(std::io::Error::other(format!("raft stopped: {why}"))),

@@ -3,13 +3,23 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use keel_wire::codes;
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use keel_wire::Code;
 use serde_json::json;
 
 use crate::{ApiError, AppState};
 
 /// `GET /healthz`: the process is alive and serving HTTP.
+/// Health, readiness, metrics, and the path reserved for peers.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/raft/{*rest}", any(raft_reserved))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -35,7 +45,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let handle = state.metrics.as_ref().ok_or_else(|| {
-        ApiError::NotImplemented("metrics are not enabled in this process".into())
+        ApiError::new(
+            Code::NotImplemented,
+            "metrics are not enabled in this process",
+        )
     })?;
     let ct = [(
         header::CONTENT_TYPE,
@@ -46,21 +59,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
 
 /// `/raft/*`: reserved for peer traffic.
 pub(crate) async fn raft_reserved() -> ApiError {
-    ApiError::NotImplemented(
-        "peer traffic under /raft/ needs multi-node clustering, which this build does not have"
-            .into(),
+    ApiError::new(
+        Code::NotImplemented,
+        "peer traffic under /raft/ needs multi-node clustering, which this build does not have",
     )
 }
 
 /// Any unknown route.
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::NotFound {
-        code: codes::NOT_FOUND,
-        message: "no such route".into(),
-    }
+    ApiError::new(Code::NotFound, "no such route")
 }
 
 /// A known route with the wrong method.
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+    ApiError::new(Code::MethodNotAllowed, "method not allowed")
 }

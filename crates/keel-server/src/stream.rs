@@ -10,17 +10,19 @@ use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use keel_wire::{
-    codes, WatchChange, WatchCompacted, WatchProgress, WatchSnapshot, WsMessage, WsRequest, WsWatch,
+    Code, WatchChange, WatchCompacted, WatchProgress, WatchSnapshot, WsMessage, WsRequest, WsWatch,
 };
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::extract::Q;
-use crate::kv::read_point;
+use crate::respond::read_point;
 use crate::watch::{closed, Filter, Message, Start, WatchSpec, Watcher};
 use crate::{ApiError, AppState};
 
@@ -44,14 +46,16 @@ pub(crate) struct WatchQuery {
 
 fn start_of(from_revision: Option<u64>, initial: bool) -> Result<Start, ApiError> {
     match (from_revision, initial) {
-        (Some(_), true) => Err(ApiError::bad(
-            codes::INVALID_QUERY,
-            "give from_revision or initial, not both",
-        )),
+        (Some(_), true) => Err(ApiError::query("give from_revision or initial, not both")),
         (Some(r), false) => Ok(Start::From(r)),
         (None, true) => Ok(Start::Initial),
         (None, false) => Ok(Start::Now),
     }
+}
+
+/// The route of watches (SSE, or WebSocket on upgrade).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/watch", get(watch))
 }
 
 /// `GET /v1/watch`: a WebSocket if the request asks to upgrade, else an SSE stream.
@@ -69,8 +73,7 @@ pub(crate) async fn watch(
             || q.prev_value
             || q.progress.is_some();
         if in_url {
-            return Err(ApiError::bad(
-                codes::INVALID_QUERY,
+            return Err(ApiError::query(
                 "on a WebSocket, watches are asked for in messages, not in the URL",
             ));
         }
@@ -84,9 +87,7 @@ pub(crate) async fn watch(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad(codes::INVALID_ARGUMENT, "Last-Event-ID is not a revision")
-                })?,
+                .ok_or_else(|| ApiError::invalid("Last-Event-ID is not a revision"))?,
         ),
     };
     let start = match last_event_id {
@@ -118,7 +119,7 @@ pub(crate) async fn watch(
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(retry.chain(events)))
-        .map_err(|e| ApiError::Internal(format!("cannot build the event stream: {e}")))
+        .map_err(|e| ApiError::internal(format!("cannot build the event stream: {e}")))
 }
 
 /// One SSE message: `id:` (the revision it covers), `event:` and one `data:` line of compact
@@ -256,9 +257,7 @@ async fn session(socket: WebSocket, state: AppState) {
                     Some(Ok(ws::Message::Text(text))) => {
                         request(&state, text.as_str(), &mut watches, &out_tx)
                     }
-                    Some(Ok(ws::Message::Binary(_))) => Some(ws_error("", ApiError::bad(
-                        codes::INVALID_JSON,
-                        "send watch requests as JSON text messages",
+                    Some(Ok(ws::Message::Binary(_))) => Some(ws_error("", ApiError::new(Code::InvalidJson, "send watch requests as JSON text messages",
                     ))),
                     Some(Ok(ws::Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => None, // ping and pong are answered by the transport
@@ -302,7 +301,7 @@ fn request(
                 .unwrap_or_default();
             return Some(ws_error(
                 &id,
-                ApiError::bad(codes::INVALID_JSON, format!("bad watch request: {e}")),
+                ApiError::new(Code::InvalidJson, format!("bad watch request: {e}")),
             ));
         }
     };
@@ -318,10 +317,10 @@ fn request(
             }
             None => ws_error(
                 &id,
-                ApiError::NotFound {
-                    code: codes::WATCH_NOT_FOUND,
-                    message: format!("no watch {id:?} on this socket"),
-                },
+                ApiError::new(
+                    Code::WatchNotFound,
+                    format!("no watch {id:?} on this socket"),
+                ),
             ),
         }),
         WsRequest::Watch(w) => {
@@ -342,18 +341,18 @@ fn start_watch(
 ) -> Result<(), ApiError> {
     watches.retain(|_, h| !h.is_finished());
     if watches.contains_key(&w.id) {
-        return Err(ApiError::bad(
-            codes::DUPLICATE_WATCH,
+        return Err(ApiError::new(
+            Code::DuplicateWatch,
             format!("watch {:?} already exists on this socket", w.id),
         ));
     }
     let limit = state.config.max_watches_per_socket;
     if watches.len() >= limit {
-        return Err(ApiError::TooMany {
-            code: codes::TOO_MANY_WATCHES,
-            message: format!("this socket already holds {limit} watches"),
-            limit: limit as u64,
-        });
+        return Err(ApiError::new(
+            Code::TooManyWatches,
+            format!("this socket already holds {limit} watches"),
+        )
+        .with("limit", limit as u64));
     }
     let spec = WatchSpec {
         filter: Filter::new(w.key, w.prefix)?,

@@ -2,20 +2,24 @@
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::routing::post;
 use axum::Json;
+use axum::Router;
 use bytes::Bytes;
-use keel_state::{
-    validate_key, Command, CompareOp, CompareTarget, Outcome, Txn, TxnOp, TxnOpResult,
-};
-use keel_wire::{codes, TxnRequest, TxnResponse, TxnResult};
-use serde_json::Value;
+use keel_state::{validate_key, CompareOp, CompareTarget, Outcome, Txn, TxnOp, TxnOpResult};
+use keel_wire::{Code, TxnRequest, TxnResponse, TxnResult};
 
 use crate::extract::json_body;
-use crate::kv::{envelope, unexpected};
+use crate::respond::{envelope, unexpected};
 use crate::{ApiError, AppState, ServerConfig};
 
+/// The route of transactions.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/txn", post(txn))
+}
+
 fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::bad(codes::INVALID_ARGUMENT, message)
+    ApiError::invalid(message)
 }
 
 fn value_bytes(
@@ -25,68 +29,47 @@ fn value_bytes(
 ) -> Result<Bytes, ApiError> {
     let bytes = keel_wire::decode_value(value, value_base64).map_err(bad)?;
     if bytes.len() > config.max_value_size {
-        return Err(ApiError::TooLarge {
-            code: codes::VALUE_TOO_LARGE,
-            message: format!(
+        return Err(ApiError::too_large(
+            Code::ValueTooLarge,
+            format!(
                 "a value of {} bytes is over the limit of {}",
                 bytes.len(),
                 config.max_value_size
             ),
-            limit: config.max_value_size as u64,
-            unread_body: false,
-        });
+            config.max_value_size,
+        ));
     }
     Ok(Bytes::from(bytes))
 }
 
 fn compare(config: &ServerConfig, c: keel_wire::Compare) -> Result<keel_state::Compare, ApiError> {
+    use keel_wire::CompareTarget as Wire;
     validate_key(&c.key)?;
-    let op = match c.op.as_str() {
-        "==" => CompareOp::Equal,
-        "!=" => CompareOp::NotEqual,
-        "<" => CompareOp::Less,
-        ">" => CompareOp::Greater,
-        other => {
-            return Err(bad(format!(
-                "unknown compare op {other:?}; use ==, !=, < or >"
-            )))
+    let op = match c.op {
+        keel_wire::CompareOp::Equal => CompareOp::Equal,
+        keel_wire::CompareOp::NotEqual => CompareOp::NotEqual,
+        keel_wire::CompareOp::Less => CompareOp::Less,
+        keel_wire::CompareOp::Greater => CompareOp::Greater,
+    };
+    let target = match c.target {
+        Wire::ModRevision { value } => CompareTarget::ModRevision(value),
+        Wire::CreateRevision { value } => CompareTarget::CreateRevision(value),
+        Wire::Version { value } => CompareTarget::Version(value),
+        Wire::Value {
+            value,
+            value_base64,
+        } => CompareTarget::Value(value_bytes(
+            config,
+            value.as_deref(),
+            value_base64.as_deref(),
+        )?),
+        Wire::Exists { value } => {
+            if !matches!(op, CompareOp::Equal | CompareOp::NotEqual) {
+                return Err(bad("compare on exists takes == or !="));
+            }
+            CompareTarget::Exists(value)
         }
     };
-    let number = |v: Option<Value>| -> Result<u64, ApiError> {
-        v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
-            bad(format!(
-                "compare on {} needs a non-negative integer value",
-                c.field
-            ))
-        })
-    };
-    let target = match c.field.as_str() {
-        "mod_revision" => CompareTarget::ModRevision(number(c.value)?),
-        "create_revision" => CompareTarget::CreateRevision(number(c.value)?),
-        "version" => CompareTarget::Version(number(c.value)?),
-        "value" => {
-            let text = match &c.value {
-                None => None,
-                Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => return Err(bad("compare on value needs a string (or value_base64)")),
-            };
-            CompareTarget::Value(value_bytes(config, text, c.value_base64.as_deref())?)
-        }
-        "exists" => match c.value {
-            Some(Value::Bool(b)) => CompareTarget::Exists(b),
-            _ => return Err(bad("compare on exists needs true or false")),
-        },
-        other => {
-            return Err(bad(format!(
-                "unknown compare field {other:?}; use mod_revision, create_revision, version, value or exists"
-            )))
-        }
-    };
-    if matches!(target, CompareTarget::Exists(_))
-        && !matches!(op, CompareOp::Equal | CompareOp::NotEqual)
-    {
-        return Err(bad("compare on exists takes == or !="));
-    }
     Ok(keel_state::Compare {
         key: c.key,
         op,
@@ -133,15 +116,14 @@ fn op(config: &ServerConfig, op: keel_wire::TxnOp) -> Result<TxnOp, ApiError> {
 pub(crate) fn parse_txn(config: &ServerConfig, req: TxnRequest) -> Result<Txn, ApiError> {
     let n = req.compare.len() + req.success.len() + req.failure.len();
     if n > config.max_txn_ops {
-        return Err(ApiError::TooLarge {
-            code: codes::TXN_TOO_LARGE,
-            message: format!(
+        return Err(ApiError::too_large(
+            Code::TxnTooLarge,
+            format!(
                 "a transaction of {n} comparisons and operations is over the limit of {}",
                 config.max_txn_ops
             ),
-            limit: config.max_txn_ops as u64,
-            unread_body: false,
-        });
+            config.max_txn_ops,
+        ));
     }
     let txn = Txn {
         compare: req
@@ -185,7 +167,7 @@ pub(crate) async fn txn(
 ) -> Result<Json<TxnResponse>, ApiError> {
     let req: TxnRequest = json_body(&state.config, body).await?;
     let txn = parse_txn(&state.config, req)?;
-    match state.node.propose(Command::Txn(txn)).await? {
+    match state.node.propose(txn.into()).await? {
         Outcome::Txn(out) => Ok(Json(TxnResponse {
             succeeded: out.succeeded,
             revision: out.revision,

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_raft::StateReader;
-use keel_state::{validate_key, ChangeSet, EventKind, ListQuery, ReadError};
-use keel_wire::{codes, KeyValue as WireKeyValue, WatchEvent, WatchEventType};
+use keel_state::{validate_key, ChangeSet, KeyEventKind, ListQuery, ReadError};
+use keel_wire::{KeyValue as WireKeyValue, WatchEvent, WatchEventType};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Sleep};
 
-use crate::kv::envelope;
+use crate::respond::envelope;
 use crate::ApiError;
 
 /// Change sets read from the history per lock hold while catching up.
@@ -67,10 +67,7 @@ impl Filter {
                 }
                 Ok(Filter::Prefix(p))
             }
-            _ => Err(ApiError::bad(
-                codes::INVALID_QUERY,
-                "give exactly one of key and prefix",
-            )),
+            _ => Err(ApiError::query("give exactly one of key and prefix")),
         }
     }
 
@@ -110,12 +107,12 @@ impl WatchSpec {
             return Ok(DEFAULT_PROGRESS);
         };
         let d = crate::parse_duration(text)
-            .map_err(|e| ApiError::bad(codes::INVALID_QUERY, format!("progress {text:?}: {e}")))?;
+            .map_err(|e| ApiError::query(format!("progress {text:?}: {e}")))?;
         if d < MIN_PROGRESS {
-            return Err(ApiError::bad(
-                codes::INVALID_QUERY,
-                format!("progress must be at least {} ms", MIN_PROGRESS.as_millis()),
-            ));
+            return Err(ApiError::query(format!(
+                "progress must be at least {} ms",
+                MIN_PROGRESS.as_millis()
+            )));
         }
         Ok(d)
     }
@@ -268,21 +265,20 @@ impl Watcher {
             return None;
         }
         self.next = set.revision + 1;
-        let matching = set
-            .events
-            .iter()
-            .filter(|e| self.spec.filter.matches(&e.key))
-            .count();
+        let (mut keys, mut matching) = (0, 0);
+        for e in set.key_events() {
+            keys += 1;
+            matching += usize::from(self.spec.filter.matches(&e.key));
+        }
         (matching > 0).then(|| Message::Change {
             set: set.clone(),
-            whole: matching == set.events.len(),
+            whole: matching == keys,
         })
     }
 
     /// The wire events of `set` that this watch covers.
     pub(crate) fn events(&self, set: &ChangeSet) -> Vec<WatchEvent> {
-        set.events
-            .iter()
+        set.key_events()
             .filter(|e| self.spec.filter.matches(&e.key))
             .map(|e| wire_event(e, set.revision, self.spec.prev_value))
             .collect()
@@ -341,13 +337,13 @@ fn snapshot(s: &keel_state::Store, filter: &Filter) -> Message {
     }
 }
 
-fn wire_event(e: &keel_state::Event, revision: u64, prev_value: bool) -> WatchEvent {
+fn wire_event(e: &keel_state::KeyEvent, revision: u64, prev_value: bool) -> WatchEvent {
     let (prev_value, prev_value_base64) = match (&e.prev, prev_value) {
         (Some(prev), true) => keel_wire::encode_value(&prev.value),
         _ => (None, None),
     };
     match (e.kind, &e.kv) {
-        (EventKind::Put, Some(kv)) => {
+        (KeyEventKind::Put, Some(kv)) => {
             let (value, value_base64) = keel_wire::encode_value(&kv.value);
             WatchEvent {
                 kind: WatchEventType::Put,
@@ -394,7 +390,7 @@ pub(crate) async fn wait_for_change(
     let mut changes = reader.subscribe();
     let changed_since = |after: u64| {
         reader.read(|s| match s.changes_after(after) {
-            Ok(mut sets) => sets.any(|set| set.events.iter().any(|e| filter.matches(&e.key))),
+            Ok(mut sets) => sets.any(|set| set.key_events().any(|e| filter.matches(&e.key))),
             Err(ReadError::Compacted { .. }) => true,
             Err(ReadError::FutureRevision { .. }) => false,
         })
@@ -408,7 +404,7 @@ pub(crate) async fn wait_for_change(
         tokio::select! {
             received = changes.recv() => match received {
                 Ok(set) => {
-                    if set.revision > after && set.events.iter().any(|e| filter.matches(&e.key)) {
+                    if set.revision > after && set.key_events().any(|e| filter.matches(&e.key)) {
                         return;
                     }
                 }

@@ -1,25 +1,42 @@
-//! The change history: the last N change sets, kept for reads at a past revision and for
-//! watchers that resume from a revision.
+//! The applied-change feed and its history: the last N change sets, kept for reads at a past
+//! revision and for watchers that resume from a revision.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::{KeyValue, Revision};
+use crate::{KeyValue, ReadError, Revision};
 
 /// Whether a key was written or deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
+pub enum KeyEventKind {
     /// The key was created or overwritten.
     Put,
     /// The key was deleted.
     Delete,
 }
 
+/// One change on the applied-change feed, by family. Key events today; topics, queues and
+/// the registry publish on the same feed as they land.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A key was written or deleted.
+    Key(KeyEvent),
+}
+
+impl Event {
+    /// The key change, if this is one.
+    pub fn as_key(&self) -> Option<&KeyEvent> {
+        match self {
+            Event::Key(e) => Some(e),
+        }
+    }
+}
+
 /// One key's change.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct KeyEvent {
     /// Put or delete.
-    pub kind: EventKind,
+    pub kind: KeyEventKind,
     /// The key.
     pub key: String,
     /// The key after the change (`None` for a delete).
@@ -28,13 +45,20 @@ pub struct Event {
     pub prev: Option<KeyValue>,
 }
 
-/// Every key changed by one command, at one revision.
+/// Everything one command changed, at one revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeSet {
     /// The revision the command created.
     pub revision: Revision,
     /// The changes, in the order the command made them.
     pub events: Vec<Event>,
+}
+
+impl ChangeSet {
+    /// The key changes of this set, in order.
+    pub fn key_events(&self) -> impl Iterator<Item = &KeyEvent> {
+        self.events.iter().filter_map(Event::as_key)
+    }
 }
 
 /// A bounded window of recent change sets. Invariant: every change set with a revision in
@@ -58,6 +82,23 @@ impl History {
     /// The oldest revision whose state can still be reconstructed.
     pub(crate) fn compacted(&self) -> Revision {
         self.compacted
+    }
+
+    /// Checks that revision `at` can be read from a store at `current`.
+    pub(crate) fn check_readable(&self, current: Revision, at: Revision) -> Result<(), ReadError> {
+        if at > current {
+            return Err(ReadError::FutureRevision {
+                requested: at,
+                current,
+            });
+        }
+        if at < self.compacted {
+            return Err(ReadError::Compacted {
+                requested: at,
+                compact_revision: self.compacted,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn push(&mut self, set: Arc<ChangeSet>) {
@@ -84,7 +125,7 @@ impl History {
         self.sets.range(skip..)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ChangeSet>> {
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Arc<ChangeSet>> {
         self.sets.iter()
     }
 

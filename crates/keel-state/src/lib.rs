@@ -5,43 +5,42 @@
 //! the leader's wall-clock time) and returns an [`Applied`] outcome; it performs no I/O, reads
 //! no clock and draws no random numbers, so every replica that applies the same log reaches
 //! the same state. The Raft log carries `Request`s encoded with [`Request::encode`].
+//!
+//! The state is one field per capability, each in its own module with its commands, its
+//! outcome, its errors and its snapshot section:
+//!
+//! | module | state | commands |
+//! |---|---|---|
+//! | [`kv`] | keys and their values | [`KvCommand`] |
+//! | [`lease`] | leases and the keys attached to them | [`LeaseCommand`] |
+//! | [`txn`] | (none of its own) | [`Txn`]: compare, then one branch of key writes |
+//!
+//! Shared by all of them: [`Command`] (one variant per family), the write context of one
+//! command ([`writes`]), the change feed ([`ChangeSet`], [`Event`]) and the snapshot framing.
 
 mod command;
+mod format_v1;
 mod history;
 mod keys;
-mod kv;
-mod lease;
-mod outcome;
+pub mod kv;
+pub mod lease;
+mod request;
 mod snapshot;
 mod store;
-mod txn;
+pub mod txn;
+mod writes;
 
-pub use command::{Command, Compare, CompareOp, CompareTarget, DecodeError, Request, Txn, TxnOp};
-pub use history::{ChangeSet, Event, EventKind};
+pub use command::{Applied, Command, CommandError, Outcome};
+pub use history::{ChangeSet, Event, KeyEvent, KeyEventKind};
 pub use keys::{validate_key, KeyError, MAX_KEY_LEN};
-pub use lease::{Lease, LeaseSummary};
-pub use outcome::{
-    Applied, CommandError, KeyValueWire, LeaseGranted, Outcome, TxnOpResult, TxnOutcome,
-};
+pub use kv::{KeyValue, KeyValueWire, KvCommand, KvError, KvOutcome};
+pub use lease::{Lease, LeaseCommand, LeaseError, LeaseGranted, LeaseOutcome, LeaseSummary};
+pub use request::{DecodeError, Request};
 pub use snapshot::SnapshotError;
 pub use store::{ListPage, ListQuery, ReadError, Store, StoreConfig};
+pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnError, TxnOp, TxnOpResult, TxnOutcome};
 
-/// The store's global logical clock: +1 for every command that changes at least one key.
+/// The store's global logical clock: +1 for every command that changes state.
 pub type Revision = u64;
 /// Identifier of a lease, assigned by the state machine in grant order.
 pub type LeaseId = u64;
-
-/// One key's value and metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyValue {
-    /// The raw value bytes.
-    pub value: bytes::Bytes,
-    /// Revision at which the key was (last) created.
-    pub create_revision: Revision,
-    /// Revision of the last write to the key.
-    pub mod_revision: Revision,
-    /// Number of writes since the key was created (1 after creation).
-    pub version: u64,
-    /// The lease the key is attached to, if any.
-    pub lease: Option<LeaseId>,
-}

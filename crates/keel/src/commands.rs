@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use keel_client::wire::{codes, KeyValue, TxnRequest, TxnResult, WatchEvent, WatchEventType};
+use keel_client::wire::{Code, KeyValue, TxnRequest, TxnResult, WatchEvent, WatchEventType};
 use keel_client::{Client, GetOptions, ListOptions, PutOptions, WatchItem, WatchOptions};
 use serde::Serialize;
 
@@ -19,10 +19,10 @@ pub enum Exit {
 }
 
 /// Error codes that mean "not found or condition not met" (exit 1).
-pub fn is_not_met(code: &str) -> bool {
+pub fn is_not_met(code: Code) -> bool {
     matches!(
         code,
-        codes::KEY_NOT_FOUND | codes::LEASE_NOT_FOUND | codes::REVISION_MISMATCH
+        Code::KeyNotFound | Code::LeaseNotFound | Code::RevisionMismatch
     )
 }
 

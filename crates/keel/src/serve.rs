@@ -172,6 +172,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         snapshot_every: settings.snapshot_every,
         history: settings.history,
         segment_bytes: settings.segment_size,
+        clock: keel_raft::Clock::system(),
     })
     .await
     .with_context(|| {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_raft::{Node, NodeConfig};
-use keel_state::{Command, Outcome};
+use keel_state::{KvCommand, KvOutcome, Outcome};
 use keel_storage::sim::SimDisk;
 use proptest::prelude::*;
 
@@ -19,6 +19,7 @@ fn config(dir: &std::path::Path, snapshot_every: u64) -> NodeConfig {
         snapshot_every,
         history: 1000,
         segment_bytes: 4096,
+        clock: keel_raft::Clock::system(),
     }
 }
 
@@ -92,14 +93,16 @@ async fn write_until_the_power_goes(
         writers.push(tokio::spawn(async move {
             for i in 0..400 {
                 let key = format!("w{w}/{i:04}");
-                let put = Command::Put {
+                let put = KvCommand::Put {
                     key: key.clone(),
                     value: key.clone().into_bytes().into(),
                     lease: None,
                     if_revision: None,
                 };
-                match node.propose(put).await {
-                    Ok(Outcome::Put { revision }) => acked.lock().unwrap().push((key, revision)),
+                match node.propose(put.into()).await {
+                    Ok(Outcome::Kv(KvOutcome::Put { revision })) => {
+                        acked.lock().unwrap().push((key, revision))
+                    }
                     Ok(other) => panic!("unexpected outcome {other:?}"),
                     Err(_) => return,
                 }

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use keel_state::{
-    Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, ListQuery, Outcome,
-    ReadError, Request, Store, StoreConfig, Txn, TxnOp, TxnOpResult,
+    Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, KvCommand, KvError,
+    KvOutcome, LeaseCommand, LeaseError, LeaseOutcome, ListQuery, Outcome, ReadError, Request,
+    Store, StoreConfig, Txn, TxnError, TxnOp, TxnOpResult,
 };
 use proptest::prelude::*;
+
+mod golden;
 
 const KEYS: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/z", "n"];
 
@@ -61,25 +64,25 @@ fn compare() -> impl Strategy<Value = Compare> {
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         4 => (key(), value(), lease(), prop::option::of(0u64..15)).prop_map(
-            |(key, value, lease, if_revision)| Command::Put { key, value, lease, if_revision }
+            |(key, value, lease, if_revision)| KvCommand::Put { key, value, lease, if_revision }.into()
         ),
         2 => (key(), prop::option::of(0u64..15))
-            .prop_map(|(key, if_revision)| Command::Delete { key, if_revision }),
+            .prop_map(|(key, if_revision)| KvCommand::Delete { key, if_revision }.into()),
         1 => prop::sample::select(&["a/", "b", ""][..])
-            .prop_map(|p| Command::DeletePrefix { prefix: p.to_owned() }),
+            .prop_map(|p| KvCommand::DeletePrefix { prefix: p.to_owned() }.into()),
         2 => (key(), prop_oneof![-3i64..3, Just(i64::MAX)])
-            .prop_map(|(key, by)| Command::Incr { key, by }),
+            .prop_map(|(key, by)| KvCommand::Incr { key, by }.into()),
         3 => (
             prop::collection::vec(compare(), 0..3),
             prop::collection::vec(txn_op(), 0..4),
             prop::collection::vec(txn_op(), 0..3)
         )
             .prop_map(|(compare, success, failure)| Command::Txn(Txn { compare, success, failure })),
-        1 => (0u64..3000).prop_map(|ttl_ms| Command::LeaseGrant { ttl_ms }),
-        1 => (1u64..5).prop_map(|id| Command::LeaseKeepAlive { id }),
-        1 => (1u64..5).prop_map(|id| Command::LeaseRevoke { id }),
-        1 => prop::collection::vec(1u64..5, 0..3).prop_map(|ids| Command::LeaseExpire { ids }),
-        1 => Just(Command::LeaseRefreshAll),
+        1 => (0u64..3000).prop_map(|ttl_ms| LeaseCommand::Grant { ttl_ms }.into()),
+        1 => (1u64..5).prop_map(|id| LeaseCommand::KeepAlive { id }.into()),
+        1 => (1u64..5).prop_map(|id| LeaseCommand::Revoke { id }.into()),
+        1 => prop::collection::vec(1u64..5, 0..3).prop_map(|ids| LeaseCommand::Expire { ids }.into()),
+        1 => Just(LeaseCommand::RefreshAll.into()),
     ]
 }
 
@@ -158,7 +161,7 @@ proptest! {
                 Some(set) => {
                     prop_assert_eq!(set.revision, before + 1);
                     prop_assert!(!set.events.is_empty());
-                    for e in &set.events {
+                    for e in set.key_events() {
                         if let Some(kv) = &e.kv {
                             prop_assert_eq!(kv.mod_revision, set.revision);
                         }
@@ -256,12 +259,13 @@ fn at(now_ms: u64, command: Command) -> Request {
 }
 
 fn put(key: &str, value: &str) -> Command {
-    Command::Put {
+    KvCommand::Put {
         key: key.into(),
         value: Bytes::from(value.to_owned()),
         lease: None,
         if_revision: None,
     }
+    .into()
 }
 
 #[test]
@@ -269,15 +273,15 @@ fn put_get_versions() {
     let mut s = Store::new(StoreConfig::default());
     assert_eq!(
         s.apply(&at(1, put("k", "v1"))).outcome,
-        Outcome::Put { revision: 1 }
+        Outcome::Kv(KvOutcome::Put { revision: 1 })
     );
     assert_eq!(
         s.apply(&at(2, put("other", "x"))).outcome,
-        Outcome::Put { revision: 2 }
+        Outcome::Kv(KvOutcome::Put { revision: 2 })
     );
     assert_eq!(
         s.apply(&at(3, put("k", "v2"))).outcome,
-        Outcome::Put { revision: 3 }
+        Outcome::Kv(KvOutcome::Put { revision: 3 })
     );
     let kv = s.get("k", None).unwrap().unwrap();
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 3, 2));
@@ -291,42 +295,45 @@ fn put_get_versions() {
 #[test]
 fn if_revision_guards() {
     let mut s = Store::new(StoreConfig::default());
-    let create_only = Command::Put {
+    let create_only: Command = KvCommand::Put {
         key: "k".into(),
         value: Bytes::new(),
         lease: None,
         if_revision: Some(0),
-    };
+    }
+    .into();
     assert_eq!(
         s.apply(&at(1, create_only.clone())).outcome,
-        Outcome::Put { revision: 1 }
+        Outcome::Kv(KvOutcome::Put { revision: 1 })
     );
     assert_eq!(
         s.apply(&at(1, create_only)).outcome,
-        Outcome::Rejected(CommandError::RevisionMismatch {
+        Outcome::Rejected(CommandError::Kv(KvError::RevisionMismatch {
             key: "k".into(),
             expected: 0,
             current: 1
-        })
+        }))
     );
-    let del = Command::Delete {
+    let del: Command = KvCommand::Delete {
         key: "k".into(),
         if_revision: Some(1),
-    };
+    }
+    .into();
     assert_eq!(
         s.apply(&at(1, del)).outcome,
-        Outcome::Deleted {
+        Outcome::Kv(KvOutcome::Deleted {
             revision: 2,
             deleted: 1
-        }
+        })
     );
-    let del = Command::Delete {
+    let del: Command = KvCommand::Delete {
         key: "k".into(),
         if_revision: None,
-    };
+    }
+    .into();
     assert_eq!(
         s.apply(&at(1, del)).outcome,
-        Outcome::Rejected(CommandError::KeyNotFound("k".into()))
+        Outcome::Rejected(CommandError::Kv(KvError::KeyNotFound("k".into())))
     );
     assert_eq!(s.revision(), 2);
 }
@@ -334,75 +341,78 @@ fn if_revision_guards() {
 #[test]
 fn incr_counts_and_refuses() {
     let mut s = Store::new(StoreConfig::default());
-    let incr = |by| Command::Incr {
-        key: "n".into(),
-        by,
+    let incr = |by| -> Command {
+        KvCommand::Incr {
+            key: "n".into(),
+            by,
+        }
+        .into()
     };
     assert_eq!(
         s.apply(&at(1, incr(5))).outcome,
-        Outcome::Incr {
+        Outcome::Kv(KvOutcome::Incr {
             value: 5,
             revision: 1
-        }
+        })
     );
     assert_eq!(
         s.apply(&at(1, incr(-7))).outcome,
-        Outcome::Incr {
+        Outcome::Kv(KvOutcome::Incr {
             value: -2,
             revision: 2
-        }
+        })
     );
     s.apply(&at(1, put("n", &i64::MAX.to_string())));
     assert_eq!(
         s.apply(&at(1, incr(1))).outcome,
-        Outcome::Rejected(CommandError::Overflow("n".into()))
+        Outcome::Rejected(CommandError::Kv(KvError::Overflow("n".into())))
     );
     s.apply(&at(1, put("n", "abc")));
     assert_eq!(
         s.apply(&at(1, incr(1))).outcome,
-        Outcome::Rejected(CommandError::NotANumber("n".into()))
+        Outcome::Rejected(CommandError::Kv(KvError::NotANumber("n".into())))
     );
 }
 
 #[test]
 fn lease_expiry_respects_keepalive_and_deletes_keys_at_one_revision() {
     let mut s = Store::new(StoreConfig::default());
-    let Outcome::Lease(l) = s
-        .apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 }))
+    let Outcome::Lease(LeaseOutcome::Granted(l)) = s
+        .apply(&at(1_000, LeaseCommand::Grant { ttl_ms: 500 }.into()))
         .outcome
     else {
         panic!("grant")
     };
     for k in ["x", "y"] {
-        let c = Command::Put {
+        let c = KvCommand::Put {
             key: k.into(),
             value: Bytes::new(),
             lease: Some(l.id),
             if_revision: None,
         };
-        s.apply(&at(1_000, c));
+        s.apply(&at(1_000, c.into()));
     }
     assert_eq!(s.expired_leases(1_499), Vec::<u64>::new());
     assert_eq!(s.expired_leases(1_500), vec![l.id]);
     // A keepalive lands before the expiry command: the lease survives.
-    s.apply(&at(1_400, Command::LeaseKeepAlive { id: l.id }));
+    s.apply(&at(1_400, LeaseCommand::KeepAlive { id: l.id }.into()));
     let out = s
-        .apply(&at(1_600, Command::LeaseExpire { ids: vec![l.id] }))
+        .apply(&at(1_600, LeaseCommand::Expire { ids: vec![l.id] }.into()))
         .outcome;
     assert_eq!(
         out,
-        Outcome::Expired {
+        Outcome::Lease(LeaseOutcome::Expired {
             ids: vec![],
             revision: 2
-        }
+        })
     );
-    let applied = s.apply(&at(1_900, Command::LeaseExpire { ids: vec![l.id] }));
+    let applied = s.apply(&at(1_900, LeaseCommand::Expire { ids: vec![l.id] }.into()));
     assert_eq!(
         applied.outcome,
-        Outcome::Expired {
+        Outcome::Lease(LeaseOutcome::Expired {
             ids: vec![l.id],
             revision: 3
-        }
+        })
     );
     assert_eq!(applied.changes.unwrap().events.len(), 2);
     assert_eq!(s.key_count(), 0);
@@ -411,8 +421,8 @@ fn lease_expiry_respects_keepalive_and_deletes_keys_at_one_revision() {
 #[test]
 fn refresh_all_gives_full_ttl_again() {
     let mut s = Store::new(StoreConfig::default());
-    s.apply(&at(1_000, Command::LeaseGrant { ttl_ms: 500 }));
-    s.apply(&at(10_000, Command::LeaseRefreshAll));
+    s.apply(&at(1_000, LeaseCommand::Grant { ttl_ms: 500 }.into()));
+    s.apply(&at(10_000, LeaseCommand::RefreshAll.into()));
     assert_eq!(s.expired_leases(10_499), Vec::<u64>::new());
     assert_eq!(s.next_lease_deadline(), Some(10_500));
 }
@@ -463,7 +473,7 @@ fn txn_compare_and_branches() {
     });
     assert_eq!(
         s.apply(&at(1, dup)).outcome,
-        Outcome::Rejected(CommandError::DuplicateKey("a".into()))
+        Outcome::Rejected(CommandError::Txn(TxnError::DuplicateKey("a".into())))
     );
     let unknown_lease = Command::Txn(Txn {
         success: vec![
@@ -482,7 +492,7 @@ fn txn_compare_and_branches() {
     });
     assert_eq!(
         s.apply(&at(1, unknown_lease)).outcome,
-        Outcome::Rejected(CommandError::LeaseNotFound(77))
+        Outcome::Rejected(CommandError::Lease(LeaseError::NotFound(77)))
     );
     assert_eq!(s.get("c", None).unwrap(), None);
 }

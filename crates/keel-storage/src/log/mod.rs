@@ -169,20 +169,27 @@ impl Log {
         ))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves the log in an unknown state; stop using it.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// The log's state. A panic while it was held leaves the in-memory index in an unknown
+    /// state: the log is then unusable (every call fails) until the process restarts and
+    /// recovers from disk.
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
+        self.inner.lock().map_err(|_| {
+            Error::Failed(
+                "the log's state was left inconsistent by a panic; restart to recover from disk"
+                    .into(),
+            )
+        })
     }
 
     /// Index of the first readable record, if any.
-    pub fn first_index(&self) -> Option<u64> {
-        let g = self.lock();
-        (!g.locs.is_empty()).then_some(g.base)
+    pub fn first_index(&self) -> Result<Option<u64>> {
+        let g = self.lock()?;
+        Ok((!g.locs.is_empty()).then_some(g.base))
     }
 
     /// Index of the last record, if any.
-    pub fn last_index(&self) -> Option<u64> {
-        self.lock().last()
+    pub fn last_index(&self) -> Result<Option<u64>> {
+        Ok(self.lock()?.last())
     }
 
     /// Writes records and returns at once; `done` runs on the flusher thread once they are
@@ -196,7 +203,7 @@ impl Log {
         if let Some(e) = self.flushing.error() {
             return Err(Error::Failed(e.to_string()));
         }
-        let mut g = self.lock();
+        let mut g = self.lock()?;
         let (file, count) = g.append(records).map_err(|e| self.flushing.poison(e))?;
         let req = FlushRequest {
             file,
@@ -216,7 +223,7 @@ impl Log {
 
     /// Reads the records with indexes in `range` that exist, in order.
     pub fn read(&self, range: Range<u64>) -> Result<Vec<(u64, Bytes)>> {
-        let g = self.lock();
+        let g = self.lock()?;
         let Some(last) = g.last() else {
             return Ok(Vec::new());
         };
@@ -234,7 +241,7 @@ impl Log {
         if let Some(e) = self.flushing.error() {
             return Err(Error::Failed(e.to_string()));
         }
-        self.lock()
+        self.lock()?
             .truncate(from)
             .map_err(|e| self.flushing.poison(e))
     }
@@ -245,7 +252,7 @@ impl Log {
         // Forget the records under the lock; delete the files after releasing it, so that
         // appends never wait for unlinks and directory syncs.
         let (disk, dir, doomed) = {
-            let mut g = self.lock();
+            let mut g = self.lock()?;
             (g.disk.clone(), g.dir.clone(), g.purge(upto))
         };
         if doomed.is_empty() {
@@ -260,7 +267,12 @@ impl Log {
 
     /// Stops the flusher after it has flushed every request already queued.
     pub fn close(&self) {
-        self.lock().flush_tx = None;
+        // Dropping the flusher's channel is safe whatever state a panic left behind.
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        g.flush_tx = None;
     }
 }
 

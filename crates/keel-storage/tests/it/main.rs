@@ -63,7 +63,10 @@ fn append_read_reopen_across_segments() {
     let (log, report) = Log::open(dir.path(), small()).unwrap();
     assert_eq!(report.records, 300);
     assert!(report.cut_torn_tail.is_none());
-    assert_eq!((log.first_index(), log.last_index()), (Some(1), Some(300)));
+    assert_eq!(
+        (log.first_index().unwrap(), log.last_index().unwrap()),
+        (Some(1), Some(300))
+    );
     check_all(&log, 1..301);
     append_sync(&log, vec![rec(301)]);
     check_all(&log, 250..302);
@@ -118,7 +121,7 @@ fn torn_tail_is_cut_and_log_continues() {
     let (log, report) = Log::open(dir.path(), LogOptions::default()).unwrap();
     let (path, offset) = report.cut_torn_tail.expect("cut");
     assert_eq!((path, offset), (seg, end as u64));
-    assert_eq!(log.last_index(), Some(10));
+    assert_eq!(log.last_index().unwrap(), Some(10));
     append_sync(&log, vec![rec(11)]);
     log.close();
     let (log, report) = Log::open(dir.path(), LogOptions::default()).unwrap();
@@ -160,7 +163,7 @@ fn a_hole_in_the_newest_segment_ends_the_log_there() {
     std::fs::write(&seg, &raw).unwrap();
     let (log, report) = Log::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(report.cut_torn_tail, Some((seg, hole_start as u64)));
-    assert_eq!(log.last_index(), Some(5));
+    assert_eq!(log.last_index().unwrap(), Some(5));
     check_all(&log, 1..6);
     append_sync(&log, vec![rec(6)]);
     check_all(&log, 1..7);
@@ -172,14 +175,14 @@ fn truncate_then_append_survives_reopen() {
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     append_sync(&log, (1..=120).map(rec).collect());
     log.truncate(50).unwrap();
-    assert_eq!(log.last_index(), Some(49));
+    assert_eq!(log.last_index().unwrap(), Some(49));
     let replaced: Vec<(u64, Vec<u8>)> = (50..=60)
         .map(|i| (i, format!("new-{i}").into_bytes()))
         .collect();
     append_sync(&log, replaced.clone());
     log.close();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
-    assert_eq!(log.last_index(), Some(60));
+    assert_eq!(log.last_index().unwrap(), Some(60));
     check_all(&log, 1..50);
     let got = log.read(50..61).unwrap();
     assert_eq!(
@@ -199,16 +202,16 @@ fn purge_drops_old_segments_and_jumps_start_fresh_ones() {
     let before = segments(dir.path()).len();
     log.purge(150).unwrap();
     assert!(segments(dir.path()).len() < before);
-    assert_eq!(log.first_index(), Some(151));
+    assert_eq!(log.first_index().unwrap(), Some(151));
     assert_eq!(log.read(1..151).unwrap().len(), 0);
     check_all(&log, 151..201);
     // A snapshot installed from elsewhere moves the log far ahead.
     log.purge(1000).unwrap();
-    assert_eq!(log.last_index(), None);
+    assert_eq!(log.last_index().unwrap(), None);
     append_sync(&log, vec![rec(1001), rec(1002)]);
     log.close();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
-    assert_eq!(log.last_index(), Some(1002));
+    assert_eq!(log.last_index().unwrap(), Some(1002));
     check_all(&log, 1001..1003);
 }
 

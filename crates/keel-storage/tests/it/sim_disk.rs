@@ -132,7 +132,7 @@ fn check_crash(steps: Vec<Step>, seed: u64) -> Result<(), TestCaseError> {
 
     let (log, _) = Log::open_on(Arc::new(image), dir, opts())
         .map_err(|e| TestCaseError::fail(format!("reopen after the crash: {e}")))?;
-    let last = log.last_index().unwrap_or(0);
+    let last = log.last_index().unwrap().unwrap_or(0);
     prop_assert!(
         last >= acked,
         "acknowledged up to {acked}, recovered up to {last}"

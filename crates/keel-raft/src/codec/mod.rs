@@ -9,7 +9,8 @@
 //! and the request's own encoding; a membership is the postcard encoding of [`MembershipV1`].
 //!
 //! Vote: version u8 = 1 | term u64 | node u64 | committed u8.
-//! Log id (purge point): term u64 | node u64 | index u64.
+//! Purge point: version u8 = 1 | term u64 | node u64 | index u64. (Before 2026-11-25 it had
+//! no version byte; those 24-byte files are still read.)
 //! Snapshot metadata: version u8 = 1 | postcard of [`SnapshotMetaV1`].
 //!
 //! These byte layouts are exactly those openraft 0.9's serde types produced under postcard,
@@ -29,6 +30,7 @@ use crate::{Batch, Entry, LogId, Membership, SnapshotMeta, StoredMembership, Vot
 const ENTRY_FORMAT: u8 = 1;
 const VOTE_FORMAT: u8 = 1;
 const SNAPSHOT_META_FORMAT: u8 = 1;
+const PURGED_FORMAT: u8 = 1;
 
 /// A log or metadata file whose bytes do not decode.
 pub(crate) fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -251,19 +253,32 @@ pub(crate) fn decode_vote(bytes: &[u8]) -> io::Result<Vote> {
     })
 }
 
-pub(crate) fn encode_log_id(id: &LogId) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
+/// The bytes of the purge point.
+pub(crate) fn encode_purged(id: &LogId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25);
+    out.push(PURGED_FORMAT);
     out.extend_from_slice(&id.leader_id.term.to_le_bytes());
     out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
     out.extend_from_slice(&id.index.to_le_bytes());
     out
 }
 
-pub(crate) fn decode_log_id(bytes: &[u8]) -> io::Result<LogId> {
-    let mut b = bytes;
-    let term = take_u64(&mut b, "log id")?;
-    let node = take_u64(&mut b, "log id")?;
-    let index = take_u64(&mut b, "log id")?;
+/// Decodes the purge point, with or without its version byte (files written before it had
+/// one are exactly 24 bytes long).
+pub(crate) fn decode_purged(bytes: &[u8]) -> io::Result<LogId> {
+    let mut b = match bytes.len() {
+        24 => bytes,
+        _ => match bytes.split_first() {
+            Some((&PURGED_FORMAT, rest)) => rest,
+            _ => return Err(invalid("purge point file has unknown format")),
+        },
+    };
+    let term = take_u64(&mut b, "purge point")?;
+    let node = take_u64(&mut b, "purge point")?;
+    let index = take_u64(&mut b, "purge point")?;
+    if !b.is_empty() {
+        return Err(invalid("purge point file is too long"));
+    }
     Ok(LogIdV1 {
         term,
         node_id: node,
@@ -300,3 +315,6 @@ pub(crate) fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMeta> {
         ),
     })
 }
+
+#[cfg(test)]
+mod golden;

@@ -1,0 +1,83 @@
+//! The key-value section of a store snapshot.
+//!
+//! Version 1: a postcard sequence of [`KeyRecord`], sorted by key. [`KvRecord`] is also the
+//! key layout of the change-history section and of snapshot format 1.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{KeyValue, Kv};
+use crate::snapshot::{seq, SnapshotError};
+use crate::{LeaseId, Revision};
+
+/// The section's current version.
+pub(crate) const VERSION: u8 = 1;
+
+/// A key's value and metadata as stored in snapshots.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KvRecord {
+    value: Bytes,
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: u64,
+    lease: Option<LeaseId>,
+}
+
+impl From<&KeyValue> for KvRecord {
+    fn from(kv: &KeyValue) -> Self {
+        KvRecord {
+            value: kv.value.clone(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        }
+    }
+}
+
+impl From<KvRecord> for KeyValue {
+    fn from(r: KvRecord) -> Self {
+        KeyValue {
+            value: r.value,
+            create_revision: r.create_revision,
+            mod_revision: r.mod_revision,
+            version: r.version,
+            lease: r.lease,
+        }
+    }
+}
+
+/// A key with its value.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeyRecord<S> {
+    pub(crate) key: S,
+    pub(crate) kv: KvRecord,
+}
+
+pub(crate) fn encode(kv: &Kv, out: Vec<u8>) -> Vec<u8> {
+    let keys = seq(kv.iter().map(|(key, kv)| KeyRecord {
+        key: key.as_str(),
+        kv: kv.into(),
+    }));
+    postcard::to_extend(&keys, out).expect("serialising plain data into a Vec cannot fail")
+}
+
+/// Decodes the keys; attaching them to their leases is the caller's (it knows the leases).
+pub(crate) fn decode(
+    version: u8,
+    body: &[u8],
+) -> Result<BTreeMap<String, KeyValue>, SnapshotError> {
+    if version != VERSION {
+        return Err(SnapshotError::UnknownSectionVersion {
+            section: "kv",
+            version,
+        });
+    }
+    let records: Vec<KeyRecord<String>> = postcard::from_bytes(body)?;
+    Ok(records
+        .into_iter()
+        .map(|r| (r.key, KeyValue::from(r.kv)))
+        .collect())
+}

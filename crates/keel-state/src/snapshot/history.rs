@@ -1,0 +1,105 @@
+//! The change-history section of a store snapshot.
+//!
+//! Version 1: the compacted revision, then a postcard sequence of change sets, each a revision
+//! and its events; an event is tagged by family ([`EventRecord`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::{seq, SnapshotError};
+use crate::history::History;
+use crate::kv::snapshot::KvRecord;
+use crate::{ChangeSet, Event, KeyEvent, KeyEventKind, Revision};
+
+/// The section's current version.
+pub(crate) const VERSION: u8 = 1;
+
+/// A key event as stored in snapshots (format 1 stores the same record, untagged).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KeyEventRecord<S> {
+    delete: bool,
+    key: S,
+    kv: Option<KvRecord>,
+    prev: Option<KvRecord>,
+}
+
+impl<'a> From<&'a KeyEvent> for KeyEventRecord<&'a str> {
+    fn from(e: &'a KeyEvent) -> Self {
+        KeyEventRecord {
+            delete: e.kind == KeyEventKind::Delete,
+            key: e.key.as_str(),
+            kv: e.kv.as_ref().map(Into::into),
+            prev: e.prev.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<KeyEventRecord<String>> for KeyEvent {
+    fn from(r: KeyEventRecord<String>) -> Self {
+        KeyEvent {
+            kind: if r.delete {
+                KeyEventKind::Delete
+            } else {
+                KeyEventKind::Put
+            },
+            key: r.key,
+            kv: r.kv.map(Into::into),
+            prev: r.prev.map(Into::into),
+        }
+    }
+}
+
+/// An event of any family. Persisted: add variants only at the end.
+#[derive(Serialize, Deserialize)]
+enum EventRecord<S> {
+    Key(KeyEventRecord<S>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChangeSetRecord<E> {
+    pub(crate) revision: Revision,
+    pub(crate) events: Vec<E>,
+}
+
+pub(crate) fn encode(history: &History, out: Vec<u8>) -> Vec<u8> {
+    let sets = seq(history.iter().map(|set| ChangeSetRecord {
+        revision: set.revision,
+        events: set
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Key(k) => EventRecord::Key(k.into()),
+            })
+            .collect(),
+    }));
+    postcard::to_extend(&(history.compacted(), sets), out)
+        .expect("serialising plain data into a Vec cannot fail")
+}
+
+/// The compacted revision and the change sets.
+pub(crate) fn decode(
+    version: u8,
+    body: &[u8],
+) -> Result<(Revision, Vec<ChangeSet>), SnapshotError> {
+    if version != VERSION {
+        return Err(SnapshotError::UnknownSectionVersion {
+            section: "history",
+            version,
+        });
+    }
+    let (compacted, sets): (Revision, Vec<ChangeSetRecord<EventRecord<String>>>) =
+        postcard::from_bytes(body)?;
+    let sets = sets
+        .into_iter()
+        .map(|set| ChangeSet {
+            revision: set.revision,
+            events: set
+                .events
+                .into_iter()
+                .map(|e| match e {
+                    EventRecord::Key(k) => Event::Key(k.into()),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok((compacted, sets))
+}

@@ -1,0 +1,253 @@
+//! Golden bytes of every persisted format of the state machine: log payloads (`Request`, both
+//! formats) and store snapshots (both formats).
+//!
+//! The fixtures under `tests/fixtures` are hex text. Format-1 files were written by the build
+//! before format 2 existed and never change. Files of the current format change only on
+//! purpose: run with `KEEL_BLESS=1` to rewrite them, and say why in the commit.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use keel_state::{
+    Command, Compare, CompareOp, CompareTarget, KvCommand, LeaseCommand, Request, Store,
+    StoreConfig, Txn, TxnOp,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn read_hex(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()));
+    let text = text.trim();
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit pair"))
+        .collect()
+}
+
+/// Compares `bytes` with the fixture at `path`, or rewrites it under `KEEL_BLESS=1`.
+fn assert_golden(path: &Path, bytes: &[u8]) {
+    if std::env::var_os("KEEL_BLESS").is_some() {
+        let mut hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        hex.push('\n');
+        std::fs::write(path, hex).expect("writing fixture");
+        return;
+    }
+    assert_eq!(
+        read_hex(path),
+        bytes,
+        "the encoding of {} changed: a persisted format moved. If on purpose, bump its \
+         version, keep a decoder for the old one, and re-bless with KEEL_BLESS=1",
+        path.display()
+    );
+}
+
+const NOW_MS: u64 = 1_764_000_000_123;
+
+/// One command of every kind, with every optional field used somewhere.
+fn samples() -> Vec<(&'static str, Command)> {
+    let b = Bytes::from_static;
+    vec![
+        (
+            "put",
+            KvCommand::Put {
+                key: "k".into(),
+                value: b(b"v"),
+                lease: None,
+                if_revision: None,
+            }
+            .into(),
+        ),
+        (
+            "put_leased_if_revision",
+            KvCommand::Put {
+                key: "svc/a".into(),
+                value: b(b"\x00\xffhi"),
+                lease: Some(7),
+                if_revision: Some(0),
+            }
+            .into(),
+        ),
+        (
+            "delete",
+            KvCommand::Delete {
+                key: "k".into(),
+                if_revision: Some(3),
+            }
+            .into(),
+        ),
+        (
+            "delete_prefix",
+            KvCommand::DeletePrefix {
+                prefix: "svc/".into(),
+            }
+            .into(),
+        ),
+        (
+            "incr",
+            KvCommand::Incr {
+                key: "n".into(),
+                by: -2,
+            }
+            .into(),
+        ),
+        (
+            "txn",
+            Txn {
+                compare: vec![
+                    Compare {
+                        key: "a".into(),
+                        op: CompareOp::Equal,
+                        target: CompareTarget::ModRevision(4),
+                    },
+                    Compare {
+                        key: "b".into(),
+                        op: CompareOp::NotEqual,
+                        target: CompareTarget::CreateRevision(2),
+                    },
+                    Compare {
+                        key: "c".into(),
+                        op: CompareOp::Less,
+                        target: CompareTarget::Version(9),
+                    },
+                    Compare {
+                        key: "d".into(),
+                        op: CompareOp::Greater,
+                        target: CompareTarget::Value(b(b"x")),
+                    },
+                    Compare {
+                        key: "e".into(),
+                        op: CompareOp::Equal,
+                        target: CompareTarget::Exists(false),
+                    },
+                ],
+                success: vec![
+                    TxnOp::Put {
+                        key: "a".into(),
+                        value: b(b"1"),
+                        lease: Some(2),
+                    },
+                    TxnOp::Delete { key: "b".into() },
+                    TxnOp::DeletePrefix {
+                        prefix: "p/".into(),
+                    },
+                ],
+                failure: vec![
+                    TxnOp::Get { key: "a".into() },
+                    TxnOp::Incr {
+                        key: "n".into(),
+                        by: 5,
+                    },
+                ],
+            }
+            .into(),
+        ),
+        ("lease_grant", LeaseCommand::Grant { ttl_ms: 10_000 }.into()),
+        ("lease_keepalive", LeaseCommand::KeepAlive { id: 3 }.into()),
+        ("lease_revoke", LeaseCommand::Revoke { id: 4 }.into()),
+        (
+            "lease_expire",
+            LeaseCommand::Expire { ids: vec![1, 300] }.into(),
+        ),
+        ("lease_refresh_all", LeaseCommand::RefreshAll.into()),
+    ]
+}
+
+#[test]
+fn every_command_of_log_format_1_still_decodes() {
+    for (name, command) in samples() {
+        let bytes = read_hex(&fixtures().join(format!("request-v1/{name}.hex")));
+        assert_eq!(bytes[0], 1, "{name}");
+        let decoded = Request::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            decoded,
+            Request {
+                now_ms: NOW_MS,
+                command
+            },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_command_of_log_format_2_has_pinned_bytes() {
+    let dir = fixtures().join("request-v2");
+    std::fs::create_dir_all(&dir).expect("fixture directory");
+    for (name, command) in samples() {
+        let request = Request {
+            now_ms: NOW_MS,
+            command,
+        };
+        let bytes = request.encode();
+        assert_eq!(bytes[0], Request::FORMAT);
+        assert_golden(&dir.join(format!("{name}.hex")), &bytes);
+        assert_eq!(Request::decode(&bytes).expect(name), request, "{name}");
+    }
+}
+
+/// The store the snapshot fixtures hold: leases granted, kept and revoked, keys with and
+/// without leases, counters, deletes, and a history window shorter than the log.
+fn sample_store() -> Store {
+    let mut s = Store::new(StoreConfig { history: 4 });
+    let mut now = 1_764_000_000_000u64;
+    let put = |key: &str, value: &'static [u8], lease| KvCommand::Put {
+        key: key.into(),
+        value: Bytes::from_static(value),
+        lease,
+        if_revision: None,
+    };
+    let commands: Vec<Command> = vec![
+        LeaseCommand::Grant { ttl_ms: 5000 }.into(),
+        LeaseCommand::Grant { ttl_ms: 60_000 }.into(),
+        put("a", b"1", None).into(),
+        put("svc/x", b"addr", Some(1)).into(),
+        put("svc/y", b"addr2", Some(2)).into(),
+        KvCommand::Incr {
+            key: "n".into(),
+            by: 41,
+        }
+        .into(),
+        KvCommand::Incr {
+            key: "n".into(),
+            by: 1,
+        }
+        .into(),
+        KvCommand::Delete {
+            key: "a".into(),
+            if_revision: None,
+        }
+        .into(),
+        LeaseCommand::Revoke { id: 1 }.into(),
+        put("b", b"2", None).into(),
+    ];
+    for command in commands {
+        now += 250;
+        s.apply(&Request {
+            now_ms: now,
+            command,
+        });
+    }
+    s
+}
+
+#[test]
+fn a_snapshot_of_format_1_still_restores() {
+    let bytes = read_hex(&fixtures().join("snapshot-v1.hex"));
+    assert_eq!(bytes[0], 1);
+    let restored =
+        Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("format 1 decodes");
+    assert_eq!(restored, sample_store());
+}
+
+#[test]
+fn a_snapshot_of_format_2_has_pinned_bytes() {
+    let store = sample_store();
+    let bytes = store.encode_snapshot();
+    assert_eq!(bytes[0], 2);
+    assert_golden(&fixtures().join("snapshot-v2.hex"), &bytes);
+    let restored = Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("decodes");
+    assert_eq!(restored, store);
+}
