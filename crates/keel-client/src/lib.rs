@@ -75,6 +75,11 @@ pub struct GetOptions {
     pub revision: Option<u64>,
     /// Accept a possibly stale read from this node.
     pub stale: bool,
+    /// A blocking read: wait up to this long (at most 10 minutes) for the key to change
+    /// after `after_revision`, then answer with its state. Excludes `revision`.
+    pub wait: Option<Duration>,
+    /// With `wait`: the revision the caller has seen (default: the store's revision now).
+    pub after_revision: Option<u64>,
 }
 
 /// Options of [`Client::put`].
@@ -99,6 +104,24 @@ pub struct ListOptions {
     pub keys_only: bool,
     /// Read as of this revision.
     pub revision: Option<u64>,
+    /// Accept a possibly stale read from this node.
+    pub stale: bool,
+    /// A blocking read: wait up to this long (at most 10 minutes) for a key under the
+    /// prefix to change after `after_revision`, then answer with the page. Excludes
+    /// `revision`.
+    pub wait: Option<Duration>,
+    /// With `wait`: the revision the caller has seen (default: the store's revision now).
+    pub after_revision: Option<u64>,
+}
+
+/// The query parameters of a blocking read.
+fn blocking(q: &mut Vec<(&str, String)>, wait: Option<Duration>, after_revision: Option<u64>) {
+    if let Some(w) = wait {
+        q.push(("wait", format!("{}ms", w.as_millis())));
+    }
+    if let Some(r) = after_revision {
+        q.push(("after_revision", r.to_string()));
+    }
 }
 
 /// A keel HTTP client. Cheap to clone; clones share connections.
@@ -223,6 +246,7 @@ impl Client {
         if opts.stale {
             q.push(("stale", "true".into()));
         }
+        blocking(&mut q, opts.wait, opts.after_revision);
         let url = self.url(&["v1", "kv"], Some(key), &q)?;
         match self.call(Method::GET, url, None, false).await {
             Ok(kv) => Ok(Some(kv)),
@@ -284,6 +308,10 @@ impl Client {
         if let Some(r) = opts.revision {
             q.push(("revision", r.to_string()));
         }
+        if opts.stale {
+            q.push(("stale", "true".into()));
+        }
+        blocking(&mut q, opts.wait, opts.after_revision);
         let url = self.url(&["v1", "kv"], None, &q)?;
         self.call(Method::GET, url, None, false).await
     }
@@ -334,6 +362,12 @@ impl Client {
     pub async fn lease_list(&self) -> Result<LeaseList> {
         let url = self.url(&["v1", "leases"], None, &[])?;
         self.call(Method::GET, url, None, false).await
+    }
+
+    /// True if the process answers `/healthz` (it is up, whatever its Raft state).
+    pub async fn healthy(&self) -> Result<bool> {
+        let url = self.url(&["healthz"], None, &[])?;
+        self.send(Method::GET, url, None, false).await.map(|_| true)
     }
 
     /// True if the server answers `/readyz` with 200.

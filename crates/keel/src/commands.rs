@@ -64,7 +64,7 @@ pub async fn run(addr: &str, json: bool, command: Command) -> Result<Exit> {
         Command::Get { key, revision } => {
             let opts = GetOptions {
                 revision,
-                stale: false,
+                ..Default::default()
             };
             let Some(kv) = keel.get(&key, &opts).await? else {
                 eprintln!("error: key {key:?} not found");

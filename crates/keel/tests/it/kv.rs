@@ -1,5 +1,7 @@
 //! Keys: put, get, delete, ranges, past revisions, counters, limits and error codes.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::{assert_error, call, http, Server};
@@ -328,5 +330,44 @@ async fn limits_and_bad_input_never_500() {
         &call(h.post(s.url("/raft/append"))).await,
         501,
         "not_implemented",
+    );
+}
+
+#[tokio::test]
+async fn the_client_does_blocking_and_stale_reads_and_health() {
+    let s = Server::start(&[]);
+    let c = s.client();
+    assert!(c.healthy().await.unwrap());
+    let rev = c.put("cfg/a", "1", &Default::default()).await.unwrap();
+    let writer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.put("cfg/a", "2", &Default::default()).await.unwrap()
+        })
+    };
+    let opts = keel_client::GetOptions {
+        wait: Some(Duration::from_secs(20)),
+        after_revision: Some(rev),
+        ..Default::default()
+    };
+    let kv = c.get("cfg/a", &opts).await.unwrap().unwrap();
+    let second = writer.await.unwrap();
+    assert_eq!(
+        (kv.value.as_deref(), kv.mod_revision),
+        (Some("2"), second),
+        "the blocking read answered with the change it waited for"
+    );
+    let opts = keel_client::ListOptions {
+        prefix: "cfg/".into(),
+        stale: true,
+        wait: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let page = c.list(&opts).await.unwrap();
+    assert_eq!(
+        page.items.len(),
+        1,
+        "a wait that runs out answers with the current page"
     );
 }

@@ -87,7 +87,7 @@ async fn restart_recovers_everything() {
             "k/00007",
             &keel_client::GetOptions {
                 revision: Some(8),
-                stale: false,
+                ..Default::default()
             },
         )
         .await
