@@ -37,6 +37,13 @@ pub struct NodeConfig {
     pub clock: Clock,
 }
 
+impl NodeConfig {
+    /// The default of [`NodeConfig::snapshot_every`].
+    pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+    /// The default of [`NodeConfig::segment_bytes`] (64 MiB).
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+}
+
 /// Failure to start a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

@@ -20,7 +20,16 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // `keel serve` has its own parser, so that its help lists only server settings.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = if args.get(1).is_some_and(|a| a == "serve") {
+        let rest = args.into_iter().skip(2);
+        let serve =
+            serve::ServeCli::parse_with_defaults(std::iter::once("keel serve".into()).chain(rest));
+        Verb::Serve(serve.args)
+    } else {
+        Verb::Client(cli::Cli::parse_from(args))
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,9 +41,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
-            cli::Command::Serve(args) => serve::run(args).await.map(|()| commands::Exit::Ok),
-            command => commands::run(&cli.addr, cli.json, command).await,
+        match command {
+            Verb::Serve(args) => serve::run(args).await.map(|()| commands::Exit::Ok),
+            Verb::Client(cli) => commands::run(&cli.addr, cli.json, cli.command).await,
         }
     });
     match result {
@@ -49,6 +58,14 @@ fn main() -> ExitCode {
             ExitCode::from(if not_met { 1 } else { 2 })
         }
     }
+}
+
+/// What this run does.
+enum Verb {
+    /// Run a node.
+    Serve(serve::ServeArgs),
+    /// Call a server.
+    Client(cli::Cli),
 }
 
 /// The error and its causes on one line.

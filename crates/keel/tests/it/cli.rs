@@ -163,3 +163,38 @@ fn unreachable_server_is_one_line_exit_2() {
     assert_eq!(code(&o), 2);
     assert!(err(&o).contains("invalid address"), "{}", err(&o));
 }
+
+#[test]
+fn serve_help_lists_server_settings_with_their_defaults_and_no_client_options() {
+    let o = std::process::Command::new(crate::support::KEEL)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    let help = out(&o);
+    for setting in [
+        "--listen <LISTEN>",
+        "[default: 127.0.0.1:7400]",
+        "--max-value-size",
+        "[default: 1048576]",
+        "--history",
+        "[default: 10000]",
+        "--segment-size",
+        "[default: 67108864]",
+    ] {
+        assert!(help.contains(setting), "{setting} missing from:\n{help}");
+    }
+    for client_only in ["--addr", "--json"] {
+        assert!(!help.contains(client_only), "{client_only} in:\n{help}");
+    }
+    let o = std::process::Command::new(crate::support::KEEL)
+        .args(["--json", "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(
+        err(&o).contains("options of the client verbs"),
+        "{}",
+        err(&o)
+    );
+}

@@ -1,0 +1,110 @@
+//! `keel serve`: resolve settings, start the node and the HTTP API, stop on a signal.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use keel_raft::{Node, NodeConfig};
+use keel_server::ServerConfig;
+
+mod settings;
+
+use settings::resolve;
+pub use settings::{LogFormat, ServeArgs, ServeCli};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutting down: no new requests; finishing those in flight");
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let settings = resolve(args)?;
+    init_logging(settings.log_format);
+    let started = Instant::now();
+    let metrics = match keel_server::install_recorder() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics disabled");
+            None
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let node = Node::start(NodeConfig {
+        node_id: settings.node_id,
+        data_dir: settings.data_dir.clone(),
+        advertise_addr: addr.to_string(),
+        snapshot_every: settings.snapshot_every,
+        history: settings.history,
+        segment_bytes: settings.segment_size,
+        clock: keel_raft::Clock::system(),
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start with data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    if !node.wait_ready(Duration::from_secs(60)).await {
+        bail!("node did not become ready within 60 s");
+    }
+    let revision = node.state().read(|s| s.revision());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr,
+        data_dir = %settings.data_dir.display(),
+        node_id = settings.node_id,
+        revision,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "keel started"
+    );
+    let node = Arc::new(node);
+    let config = ServerConfig {
+        max_value_size: settings.max_value_size,
+        max_request_size: settings.max_request_size,
+        max_watches_per_socket: settings.max_watches_per_connection,
+        cors_origins: settings.cors_origins.clone(),
+        ..ServerConfig::default()
+    };
+    keel_server::serve(node.clone(), listener, config, metrics, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown().await,
+        Err(_) => {
+            tracing::warn!("node still referenced at shutdown; exiting without raft shutdown")
+        }
+    }
+    tracing::info!("keel stopped");
+    Ok(())
+}

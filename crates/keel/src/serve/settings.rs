@@ -1,0 +1,253 @@
+//! `keel serve` settings: the flags, the TOML file, and their defaults — written once, in
+//! [`Settings::default`], which the `--help` text shows and [`resolve`] falls back to.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use keel_raft::NodeConfig;
+use keel_server::ServerConfig;
+use keel_state::StoreConfig;
+use serde::Deserialize;
+
+// Parsed on its own (not under the client's global `--addr` and `--json`), so that its help
+// lists only what a server takes.
+#[derive(Parser, Debug)]
+#[command(
+    name = "keel serve",
+    bin_name = "keel serve",
+    version,
+    about = "Run a keel node.",
+    long_about = "Run a keel node. Every setting may also come from a KEEL_* environment \
+                  variable or from the TOML file named by --config; flags win over the \
+                  environment, which wins over the file."
+)]
+pub struct ServeCli {
+    /// The settings.
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+impl ServeCli {
+    /// Parses `keel serve` arguments (`args` starts with the program name), showing every
+    /// setting's default in the help from [`Settings::default`].
+    pub fn parse_with_defaults(args: impl IntoIterator<Item = std::ffi::OsString>) -> ServeCli {
+        let defaults = Settings::default().shown();
+        let mut cmd = ServeCli::command();
+        for (id, value) in defaults {
+            cmd = cmd.mut_arg(id, |a| {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a.help(format!("{help} [default: {value}]"))
+            });
+        }
+        let matches = cmd.get_matches_from(args);
+        ServeCli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `keel serve` options. Each may also come from a `KEEL_*` environment variable or the
+/// TOML file named by `--config`; flags win over the environment, which wins over the file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case names).
+    #[arg(long, env = "KEEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "KEEL_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "KEEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "KEEL_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Largest value in bytes.
+    #[arg(long, env = "KEEL_MAX_VALUE_SIZE")]
+    pub max_value_size: Option<usize>,
+    /// Largest JSON request body in bytes (transactions, leases).
+    #[arg(long, env = "KEEL_MAX_REQUEST_SIZE")]
+    pub max_request_size: Option<usize>,
+    /// Take a snapshot every N log entries.
+    #[arg(long, env = "KEEL_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Revisions of history kept for past reads.
+    #[arg(long, env = "KEEL_HISTORY")]
+    pub history: Option<u64>,
+    /// Size of each preallocated log segment in bytes.
+    #[arg(long, env = "KEEL_SEGMENT_SIZE")]
+    pub segment_size: Option<u64>,
+    /// Log format.
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Most watches one WebSocket may hold.
+    #[arg(long, env = "KEEL_MAX_WATCHES_PER_CONNECTION")]
+    pub max_watches_per_connection: Option<usize>,
+    /// Web origins allowed to call the API from a browser (CORS), comma-separated, e.g.
+    /// https://app.example.com.
+    #[arg(long, env = "KEEL_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// Settings as they may appear in the TOML file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<u64>,
+    max_value_size: Option<usize>,
+    max_request_size: Option<usize>,
+    snapshot_every: Option<u64>,
+    history: Option<u64>,
+    segment_size: Option<u64>,
+    log_format: Option<LogFormat>,
+    max_watches_per_connection: Option<usize>,
+    cors_origins: Option<Vec<String>>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    pub max_value_size: usize,
+    pub max_request_size: usize,
+    pub snapshot_every: u64,
+    pub history: u64,
+    pub segment_size: u64,
+    pub log_format: LogFormat,
+    pub max_watches_per_connection: usize,
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Settings {
+    /// The defaults: the server's and the store's own, and the node's.
+    fn default() -> Self {
+        let server = ServerConfig::default();
+        Settings {
+            listen: "127.0.0.1:7400".into(),
+            data_dir: PathBuf::from("keel-data"),
+            node_id: 1,
+            max_value_size: server.max_value_size,
+            max_request_size: server.max_request_size,
+            snapshot_every: NodeConfig::DEFAULT_SNAPSHOT_EVERY,
+            history: StoreConfig::DEFAULT_HISTORY,
+            segment_size: NodeConfig::DEFAULT_SEGMENT_BYTES,
+            log_format: LogFormat::Human,
+            max_watches_per_connection: server.max_watches_per_socket,
+            cors_origins: server.cors_origins,
+        }
+    }
+}
+
+impl Settings {
+    /// Each flag's id with its default, as `--help` shows it.
+    fn shown(&self) -> Vec<(&'static str, String)> {
+        let log_format = match self.log_format {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        };
+        let cors = if self.cors_origins.is_empty() {
+            "none".to_owned()
+        } else {
+            self.cors_origins.join(",")
+        };
+        vec![
+            ("listen", self.listen.clone()),
+            ("data_dir", self.data_dir.display().to_string()),
+            ("node_id", self.node_id.to_string()),
+            ("max_value_size", self.max_value_size.to_string()),
+            ("max_request_size", self.max_request_size.to_string()),
+            ("snapshot_every", self.snapshot_every.to_string()),
+            ("history", self.history.to_string()),
+            ("segment_size", self.segment_size.to_string()),
+            ("log_format", log_format.to_owned()),
+            (
+                "max_watches_per_connection",
+                self.max_watches_per_connection.to_string(),
+            ),
+            ("cors_origins", cors),
+        ]
+    }
+}
+
+/// Flags win over the environment (clap reads both), which wins over the file, which wins
+/// over the defaults.
+pub fn resolve(args: ServeArgs) -> Result<Settings> {
+    let d = Settings::default();
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let s = Settings {
+        listen: args.listen.or(file.listen).unwrap_or(d.listen),
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+        node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+        max_value_size: args
+            .max_value_size
+            .or(file.max_value_size)
+            .unwrap_or(d.max_value_size),
+        max_request_size: args
+            .max_request_size
+            .or(file.max_request_size)
+            .unwrap_or(d.max_request_size),
+        snapshot_every: args
+            .snapshot_every
+            .or(file.snapshot_every)
+            .unwrap_or(d.snapshot_every),
+        history: args.history.or(file.history).unwrap_or(d.history),
+        segment_size: args
+            .segment_size
+            .or(file.segment_size)
+            .unwrap_or(d.segment_size),
+        log_format: args.log_format.or(file.log_format).unwrap_or(d.log_format),
+        max_watches_per_connection: args
+            .max_watches_per_connection
+            .or(file.max_watches_per_connection)
+            .unwrap_or(d.max_watches_per_connection),
+        cors_origins: args
+            .cors_origins
+            .or(file.cors_origins)
+            .unwrap_or(d.cors_origins)
+            .into_iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect(),
+    };
+    if s.node_id == 0 {
+        bail!("--node-id must be at least 1");
+    }
+    if s.snapshot_every == 0 {
+        bail!("--snapshot-every must be at least 1");
+    }
+    if s.max_value_size == 0 || s.max_request_size == 0 {
+        bail!("size limits must be positive");
+    }
+    if s.max_watches_per_connection == 0 {
+        bail!("--max-watches-per-connection must be at least 1");
+    }
+    for origin in &s.cors_origins {
+        if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            bail!("--cors-origins: {origin:?} is not an origin (scheme://host[:port])");
+        }
+    }
+    if s.segment_size < 4096 {
+        bail!("--segment-size must be at least 4096 bytes");
+    }
+    Ok(s)
+}
