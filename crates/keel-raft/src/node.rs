@@ -41,7 +41,7 @@ impl NodeConfig {
     /// The default of [`NodeConfig::snapshot_every`].
     pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
     /// The default of [`NodeConfig::segment_bytes`] (64 MiB).
-    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_SEGMENT_BYTES: u64 = keel_storage::LogOptions::DEFAULT_SEGMENT_BYTES;
 }
 
 /// Failure to start a node.

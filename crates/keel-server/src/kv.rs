@@ -24,11 +24,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/incr/{*key}", post(incr))
 }
 
+/// `format=` of a key read.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    /// The JSON envelope.
+    Json,
+    /// The raw value, with metadata in headers.
+    Raw,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GetQuery {
     revision: Option<u64>,
-    format: Option<String>,
+    format: Option<Format>,
     #[serde(default)]
     stale: bool,
     wait: Option<String>,
@@ -71,15 +81,10 @@ pub(crate) async fn get(
     AcceptsJson(accepts_json): AcceptsJson,
 ) -> Result<Response, ApiError> {
     validate_key(&key)?;
-    let json = match q.format.as_deref() {
+    let json = match q.format {
         None => accepts_json,
-        Some("json") => true,
-        Some("raw") => false,
-        Some(other) => {
-            return Err(ApiError::query(format!(
-                "unknown format {other:?}; use json or raw"
-            )))
-        }
+        Some(Format::Json) => true,
+        Some(Format::Raw) => false,
     };
     block(
         &state,

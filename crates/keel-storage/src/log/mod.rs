@@ -48,10 +48,15 @@ pub struct LogOptions {
     pub cache_bytes: usize,
 }
 
+impl LogOptions {
+    /// The default of [`LogOptions::segment_bytes`] (64 MiB).
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+}
+
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
-            segment_bytes: 64 << 20,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             cache_bytes: 64 << 20,
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keel_storage::{Error, Log, LogOptions};
 
+mod golden;
 mod sim_disk;
 
 fn small() -> LogOptions {

@@ -98,18 +98,22 @@ async fn grant_attach_inspect_revoke() {
 }
 
 #[tokio::test]
-async fn expiry_deletes_keys_within_ttl_plus_a_second() {
+/// Exact deadlines are asserted under paused time in keel-server's duty tests; here, against
+/// the real binary and its wall clock, only what no machine's load can change: never before
+/// the TTL, and soon after.
+async fn expiry_deletes_a_leases_keys_not_before_its_ttl() {
     let s = Server::start(&[]);
     let h = http();
+    // Before the request: the lease's deadline is stamped after this instant.
+    let granted = Instant::now();
     let (_, lease) = call(h.post(s.url("/v1/leases")).json(&json!({"ttl": "1s"}))).await;
     let id = lease["id"].as_u64().unwrap();
     let (_, kept) = call(h.post(s.url("/v1/leases")).json(&json!({"ttl": "2s"}))).await;
     let kept = kept["id"].as_u64().unwrap();
-    let granted = Instant::now();
     call(h.put(s.url(&format!("/v1/kv/eph/a?lease={id}"))).body("1")).await;
     call(h.put(s.url(&format!("/v1/kv/eph/b?lease={id}"))).body("2")).await;
     call(h.put(s.url(&format!("/v1/kv/kept?lease={kept}"))).body("3")).await;
-    let gone = eventually(Duration::from_secs(5), async || {
+    let gone = eventually(Duration::from_secs(15), async || {
         call(h.get(s.url("/v1/kv?prefix=eph/"))).await.1["items"]
             .as_array()
             .is_some_and(|a| a.is_empty())
@@ -118,12 +122,8 @@ async fn expiry_deletes_keys_within_ttl_plus_a_second() {
     let took = granted.elapsed();
     assert!(gone, "keys did not expire");
     assert!(
-        took >= Duration::from_millis(900),
-        "expired too early: {took:?}"
-    );
-    assert!(
-        took <= Duration::from_millis(2000),
-        "expired too late: {took:?}"
+        took >= Duration::from_millis(1000),
+        "expired before its TTL: {took:?}"
     );
     assert_error(
         &call(h.get(s.url(&format!("/v1/leases/{id}")))).await,
@@ -164,9 +164,11 @@ async fn restart_gives_every_lease_its_full_ttl_again() {
     // Down for longer than the TTL.
     let s = s.restart_after(Duration::from_millis(3200));
     let c = s.client();
+    // Not mass-expired by the downtime: the new term refreshed it (its exact new deadline is
+    // asserted under paused time in keel-server's duty tests).
     let info = c.lease_get(lease.id).await.unwrap();
     assert!(
-        info.remaining_ms > 2000,
+        info.remaining_ms > 0 && info.remaining_ms <= 3000,
         "lease got its TTL again: {info:?}"
     );
     assert!(c
