@@ -60,6 +60,16 @@ pub(crate) struct ChangeSetRecord<E> {
     pub(crate) events: Vec<E>,
 }
 
+impl<E> ChangeSetRecord<E> {
+    /// The change set, each event converted by `event`.
+    pub(crate) fn into_change_set(self, event: impl FnMut(E) -> Event) -> ChangeSet {
+        ChangeSet {
+            revision: self.revision,
+            events: self.events.into_iter().map(event).collect(),
+        }
+    }
+}
+
 pub(crate) fn encode(history: &History, out: Vec<u8>) -> Vec<u8> {
     let sets = seq(history.iter().map(|set| ChangeSetRecord {
         revision: set.revision,
@@ -90,15 +100,10 @@ pub(crate) fn decode(
         postcard::from_bytes(body)?;
     let sets = sets
         .into_iter()
-        .map(|set| ChangeSet {
-            revision: set.revision,
-            events: set
-                .events
-                .into_iter()
-                .map(|e| match e {
-                    EventRecord::Key(k) => Event::Key(k.into()),
-                })
-                .collect(),
+        .map(|set| {
+            set.into_change_set(|e| match e {
+                EventRecord::Key(k) => Event::Key(k.into()),
+            })
         })
         .collect();
     Ok((compacted, sets))

@@ -8,7 +8,7 @@ use super::{Parts, SnapshotError};
 use crate::kv::snapshot::KeyRecord;
 use crate::lease::snapshot::LeaseRecord;
 use crate::lease::Leases;
-use crate::{ChangeSet, Event, KeyValue, LeaseId, Revision};
+use crate::{Event, KeyValue, LeaseId, Revision};
 
 #[derive(Deserialize)]
 struct HeaderV1 {
@@ -50,14 +50,7 @@ pub(super) fn decode(body: &[u8]) -> Result<Parts, SnapshotError> {
         history: s
             .history
             .into_iter()
-            .map(|set| ChangeSet {
-                revision: set.revision,
-                events: set
-                    .events
-                    .into_iter()
-                    .map(|e| Event::Key(e.into()))
-                    .collect(),
-            })
+            .map(|set| set.into_change_set(|e| Event::Key(e.into())))
             .collect(),
     })
 }

@@ -311,16 +311,22 @@ impl Inner {
             .ctx("writing segment header", &path)?;
         file.sync_data().ctx("syncing new segment", &path)?;
         self.sync_dir()?;
-        self.segments.insert(
+        self.open_segment(
             first,
             Segment {
                 path,
                 file,
                 capacity,
             },
+            HEADER_LEN,
         );
-        self.write_offset = HEADER_LEN;
         Ok(())
+    }
+
+    /// Makes `segment` (starting at index `first`) the one appends go to, from `write_offset`.
+    fn open_segment(&mut self, first: u64, segment: Segment, write_offset: u64) {
+        self.segments.insert(first, segment);
+        self.write_offset = write_offset;
     }
 
     /// Drops every record from the index (they precede a gap, or a jump forward).

@@ -90,15 +90,12 @@ impl Inner {
             report.cut_torn_tail = Some((path.clone(), scan.end as u64));
         }
         let capacity = buf.len() as u64;
-        self.segments.insert(
-            first,
-            Segment {
-                path,
-                file,
-                capacity,
-            },
-        );
-        self.write_offset = scan.end as u64;
+        let segment = Segment {
+            path,
+            file,
+            capacity,
+        };
+        self.open_segment(first, segment, scan.end as u64);
         Ok(())
     }
 
