@@ -88,6 +88,7 @@ struct Gauges {
     revision: metrics::Gauge,
     keys: metrics::Gauge,
     leases: metrics::Gauge,
+    tombstones: metrics::Gauge,
 }
 
 impl Gauges {
@@ -97,6 +98,7 @@ impl Gauges {
             revision: metrics::gauge!("keel_revision"),
             keys: metrics::gauge!("keel_keys"),
             leases: metrics::gauge!("keel_leases"),
+            tombstones: metrics::gauge!("keel_tombstones"),
         }
     }
 }
@@ -168,6 +170,7 @@ impl StateMachine {
         self.gauges.revision.set(store.revision() as f64);
         self.gauges.keys.set(store.key_count() as f64);
         self.gauges.leases.set(store.lease_count() as f64);
+        self.gauges.tombstones.set(store.tombstone_count() as f64);
         self.shared.revision.send_replace(store.revision());
         for set in sets {
             // No subscribers is fine: the history keeps the change for later readers.

@@ -378,8 +378,10 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Blocking reads: waits until a key matching `filter` changes after revision `after`
 /// (default: the current revision), at most `wait`, or until the server shuts down. Returns
-/// at once if such a change is already in the history, or if the history no longer reaches
-/// back to `after` (then it cannot tell, and the caller answers with the current state).
+/// at once if such a change has already happened. Exact however old `after` is: the store
+/// answers from the key's `mod_revision` or tombstone (a key), or from the history and,
+/// beyond it, the keys and tombstones under the prefix (see `Store::prefix_changed_after`);
+/// an unrelated write never wakes the read.
 pub(crate) async fn wait_for_change(
     reader: &StateReader,
     filter: &Filter,
@@ -389,10 +391,9 @@ pub(crate) async fn wait_for_change(
 ) {
     let mut changes = reader.subscribe();
     let changed_since = |after: u64| {
-        reader.read(|s| match s.changes_after(after) {
-            Ok(mut sets) => sets.any(|set| set.key_events().any(|e| filter.matches(&e.key))),
-            Err(ReadError::Compacted { .. }) => true,
-            Err(ReadError::FutureRevision { .. }) => false,
+        reader.read(|s| match filter {
+            Filter::Key(key) => s.key_changed_after(key, after),
+            Filter::Prefix(prefix) => s.prefix_changed_after(prefix, after),
         })
     };
     let after = after.unwrap_or_else(|| reader.read(|s| s.revision()));

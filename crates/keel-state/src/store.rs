@@ -199,6 +199,28 @@ impl Store {
         Ok(kv::list_at(&self.kv, &self.history, self.revision, query))
     }
 
+    /// Whether `key` was written or deleted after revision `after`: exact for any `after`,
+    /// however far behind the change history (false for a revision not reached yet).
+    pub fn key_changed_after(&self, key: &str, after: Revision) -> bool {
+        self.kv.key_changed_after(key, after)
+    }
+
+    /// Whether any key under `prefix` was written or deleted after revision `after`: exact
+    /// for any `after`. Answered from the history when it reaches back that far, else from
+    /// the keys' revisions and the tombstones under the prefix.
+    pub fn prefix_changed_after(&self, prefix: &str, after: Revision) -> bool {
+        match self.changes_after(after) {
+            Ok(mut sets) => sets.any(|set| set.key_events().any(|e| e.key.starts_with(prefix))),
+            Err(ReadError::FutureRevision { .. }) => false,
+            Err(ReadError::Compacted { .. }) => self.kv.prefix_changed_after(prefix, after),
+        }
+    }
+
+    /// How many deleted keys have a tombstone (kept until the key is written again).
+    pub fn tombstone_count(&self) -> usize {
+        self.kv.tombstones().len()
+    }
+
     /// A lease by id.
     pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
         self.leases.get(id)

@@ -74,15 +74,70 @@ impl From<&KeyValue> for KeyValueWire {
     }
 }
 
-/// Every key, sorted.
+/// Every key, sorted, and when each deleted key went.
+///
+/// Tombstones make "did a key under P change after revision R?" exact for any R, however far
+/// behind the change history: a key that exists changed after R if its `mod_revision` is
+/// above R; a key that does not exist changed after R if its tombstone is. A tombstone is kept
+/// until its key is written again. Tombstones are recorded from `tombstones_since` on (0 for
+/// a store that always had them; a store restored from a snapshot without them starts at the
+/// snapshot's revision, and answers "changed" for an older R it cannot know about).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Kv {
     keys: BTreeMap<String, KeyValue>,
+    tombstones: BTreeMap<String, Revision>,
+    tombstones_since: Revision,
 }
 
 impl Kv {
-    pub(crate) fn from_keys(keys: BTreeMap<String, KeyValue>) -> Self {
-        Kv { keys }
+    pub(crate) fn from_parts(
+        keys: BTreeMap<String, KeyValue>,
+        tombstones: BTreeMap<String, Revision>,
+        tombstones_since: Revision,
+    ) -> Self {
+        Kv {
+            keys,
+            tombstones,
+            tombstones_since,
+        }
+    }
+
+    /// Deleted keys (not written since) with the revision of their deletion.
+    pub(crate) fn tombstones(&self) -> impl ExactSizeIterator<Item = (&String, &Revision)> {
+        self.tombstones.iter()
+    }
+
+    /// The revision from which on every deletion has a tombstone.
+    pub(crate) fn tombstones_since(&self) -> Revision {
+        self.tombstones_since
+    }
+
+    /// Whether `key` was written or deleted after revision `after`.
+    pub(crate) fn key_changed_after(&self, key: &str, after: Revision) -> bool {
+        match self.keys.get(key) {
+            Some(kv) => kv.mod_revision > after,
+            None => {
+                after < self.tombstones_since
+                    || self.tombstones.get(key).is_some_and(|&rev| rev > after)
+            }
+        }
+    }
+
+    /// Whether any key under `prefix` was written or deleted after revision `after`. Scans the
+    /// keys and tombstones under the prefix.
+    pub(crate) fn prefix_changed_after(&self, prefix: &str, after: Revision) -> bool {
+        if after < self.tombstones_since {
+            return true;
+        }
+        let deleted = self
+            .tombstones
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .any(|(_, &rev)| rev > after);
+        deleted
+            || self
+                .range(prefix, None)
+                .any(|(_, kv)| kv.mod_revision > after)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -134,6 +189,9 @@ impl Kv {
             leases.detach(old_lease, key);
             leases.attach(lease, key);
         }
+        if prev.is_none() {
+            self.tombstones.remove(key);
+        }
         self.keys.insert(key.to_owned(), kv.clone());
         w.events.push(Event::Key(KeyEvent {
             kind: KeyEventKind::Put,
@@ -149,6 +207,7 @@ impl Kv {
             return false;
         };
         leases.detach(prev.lease, key);
+        self.tombstones.insert(key.to_owned(), w.revision);
         w.events.push(Event::Key(KeyEvent {
             kind: KeyEventKind::Delete,
             key: key.to_owned(),

@@ -1,7 +1,10 @@
-//! The key-value section of a store snapshot.
+//! The key-value sections of a store snapshot: the keys, and the tombstones.
 //!
-//! Version 1: a postcard sequence of [`KeyRecord`], sorted by key. [`KvRecord`] is also the
-//! key layout of the change-history section and of snapshot format 1.
+//! Keys, version 1: a postcard sequence of [`KeyRecord`], sorted by key. [`KvRecord`] is also
+//! the key layout of the change-history section and of snapshot format 1.
+//!
+//! Tombstones, version 1: the revision they are recorded since, then a postcard sequence of
+//! (key, revision of its deletion), sorted by key.
 
 use std::collections::BTreeMap;
 
@@ -80,4 +83,28 @@ pub(crate) fn decode(
         .into_iter()
         .map(|r| (r.key, KeyValue::from(r.kv)))
         .collect())
+}
+
+/// The tombstone section's current version.
+pub(crate) const TOMBSTONES_VERSION: u8 = 1;
+
+pub(crate) fn encode_tombstones(kv: &Kv, out: Vec<u8>) -> Vec<u8> {
+    let tombstones = seq(kv.tombstones().map(|(k, rev)| (k.as_str(), *rev)));
+    postcard::to_extend(&(kv.tombstones_since(), tombstones), out)
+        .expect("serialising plain data into a Vec cannot fail")
+}
+
+/// The revision tombstones are recorded since, and the tombstones.
+pub(crate) fn decode_tombstones(
+    version: u8,
+    body: &[u8],
+) -> Result<(Revision, BTreeMap<String, Revision>), SnapshotError> {
+    if version != TOMBSTONES_VERSION {
+        return Err(SnapshotError::UnknownSectionVersion {
+            section: "tombstones",
+            version,
+        });
+    }
+    let (since, tombstones): (Revision, Vec<(String, Revision)>) = postcard::from_bytes(body)?;
+    Ok((since, tombstones.into_iter().collect()))
 }

@@ -10,9 +10,11 @@
 //! | 1 | kv | [`crate::kv::snapshot`] |
 //! | 2 | lease | [`crate::lease::snapshot`] |
 //! | 3 | history | [`history`] |
+//! | 4 | tombstones | [`crate::kv::snapshot`] |
 //!
 //! A new capability adds a section with the next tag; a snapshot without it (taken before the
-//! capability existed) restores that capability empty. An unknown tag or section version is
+//! capability existed) restores that capability empty (tombstones: recorded from the
+//! snapshot's revision on). An unknown tag or section version is
 //! refused: silently dropping state would be worse than not starting. Format 1 (one postcard
 //! tuple) is still decoded by [`v1`]. Golden fixtures under `tests/fixtures` pin both.
 
@@ -34,6 +36,7 @@ const FORMAT: u8 = 2;
 const TAG_KV: u8 = 1;
 const TAG_LEASE: u8 = 2;
 const TAG_HISTORY: u8 = 3;
+const TAG_TOMBSTONES: u8 = 4;
 
 /// Why snapshot bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,8 @@ pub(super) struct Parts {
     revision: Revision,
     now_ms: u64,
     keys: BTreeMap<String, KeyValue>,
+    tombstones: BTreeMap<String, Revision>,
+    tombstones_since: Revision,
     leases: Leases,
     compacted: Revision,
     history: Vec<ChangeSet>,
@@ -123,7 +128,7 @@ fn split_sections(mut rest: &[u8], count: u32) -> Result<BTreeMap<u8, (u8, &[u8]
         len.copy_from_slice(&head[2..10]);
         let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| truncated())?;
         let (body, after) = after.split_at_checked(len).ok_or_else(truncated)?;
-        if !matches!(tag, TAG_KV | TAG_LEASE | TAG_HISTORY) {
+        if !matches!(tag, TAG_KV | TAG_LEASE | TAG_HISTORY | TAG_TOMBSTONES) {
             return Err(SnapshotError::UnknownSection(tag));
         }
         if sections.insert(tag, (version, body)).is_some() {
@@ -149,6 +154,10 @@ fn decode_v2(body: &[u8]) -> Result<Parts, SnapshotError> {
         Some(&(v, b)) => kv::snapshot::decode(v, b)?,
         None => BTreeMap::new(),
     };
+    let (tombstones_since, tombstones) = match sections.get(&TAG_TOMBSTONES) {
+        Some(&(v, b)) => kv::snapshot::decode_tombstones(v, b)?,
+        None => (header.revision, BTreeMap::new()),
+    };
     let leases = match sections.get(&TAG_LEASE) {
         Some(&(v, b)) => lease::snapshot::decode(v, b)?,
         None => Leases::default(),
@@ -161,6 +170,8 @@ fn decode_v2(body: &[u8]) -> Result<Parts, SnapshotError> {
         revision: header.revision,
         now_ms: header.now_ms,
         keys,
+        tombstones,
+        tombstones_since,
         leases,
         compacted,
         history,
@@ -174,7 +185,7 @@ impl Store {
         let header = Header {
             revision: self.revision,
             now_ms: self.now_ms,
-            sections: 3,
+            sections: 4,
         };
         let out = postcard::to_extend(&header, vec![FORMAT])
             .expect("serialising plain data into a Vec cannot fail");
@@ -184,8 +195,11 @@ impl Store {
         let out = section(out, TAG_LEASE, lease::snapshot::VERSION, |o| {
             lease::snapshot::encode(&self.leases, o)
         });
-        section(out, TAG_HISTORY, history::VERSION, |o| {
+        let out = section(out, TAG_HISTORY, history::VERSION, |o| {
             history::encode(&self.history, o)
+        });
+        section(out, TAG_TOMBSTONES, kv::snapshot::TOMBSTONES_VERSION, |o| {
+            kv::snapshot::encode_tombstones(&self.kv, o)
         })
     }
 
@@ -202,6 +216,8 @@ impl Store {
             revision,
             now_ms,
             keys,
+            tombstones,
+            tombstones_since,
             mut leases,
             compacted,
             history,
@@ -231,7 +247,7 @@ impl Store {
             config,
             revision,
             now_ms,
-            kv: Kv::from_keys(keys),
+            kv: Kv::from_parts(keys, tombstones, tombstones_since),
             leases,
             history,
         })

@@ -45,6 +45,8 @@ pub(super) fn decode(body: &[u8]) -> Result<Parts, SnapshotError> {
             .into_iter()
             .map(|r| (r.key, KeyValue::from(r.kv)))
             .collect(),
+        tombstones: Default::default(),
+        tombstones_since: s.header.revision,
         leases: Leases::from_records(s.header.next_lease_id, s.leases)?,
         compacted: s.header.compacted,
         history: s

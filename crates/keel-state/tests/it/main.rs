@@ -235,6 +235,40 @@ proptest! {
         prop_assert_eq!(s.get("a", Some(future)), Err(ReadError::FutureRevision { requested: future, current: s.revision() }));
     }
 
+    /// Whether a key or prefix changed after R is exact for every R, however short the
+    /// history: it agrees with the full list of change sets.
+    #[test]
+    fn changed_after_is_exact_beyond_the_history(reqs in requests(80), history in 0u64..6) {
+        let mut s = Store::new(config(history));
+        let mut all = Vec::new();
+        for r in &reqs {
+            if let Some(set) = s.apply(r).changes {
+                all.push(set);
+            }
+        }
+        let changed = |after: u64, matches: &dyn Fn(&str) -> bool| {
+            all.iter()
+                .filter(|set| set.revision > after)
+                .any(|set| set.key_events().any(|e| matches(&e.key)))
+        };
+        for after in 0..=s.revision() + 1 {
+            for key in KEYS {
+                prop_assert_eq!(
+                    s.key_changed_after(key, after),
+                    changed(after, &|k| k == *key),
+                    "key {} after {}", key, after
+                );
+            }
+            for prefix in ["", "a", "a/", "b/", "zz"] {
+                prop_assert_eq!(
+                    s.prefix_changed_after(prefix, after),
+                    changed(after, &|k| k.starts_with(prefix)),
+                    "prefix {:?} after {}", prefix, after
+                );
+            }
+        }
+    }
+
     #[test]
     fn lease_keys_index_matches_keys(reqs in requests(80)) {
         let mut s = Store::new(config(10));

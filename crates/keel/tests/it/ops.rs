@@ -33,6 +33,7 @@ async fn health_ready_and_metrics() {
         "keel_raft_applied_index ",
         "keel_keys 1",
         "keel_leases 1",
+        "keel_tombstones 0",
         "keel_revision 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");

@@ -505,6 +505,83 @@ async fn blocking_reads_wake_only_for_their_key_or_prefix() {
     );
 }
 
+/// Blocking reads whose revision is older than the history window are still exact: a server
+/// with `--history 4`, then hundreds of unrelated writes.
+#[tokio::test]
+async fn blocking_reads_are_exact_beyond_the_history_window() {
+    let s = Server::start(&["--history", "4"]);
+    let c = http();
+    let seen = put(&s, "cfg/a", "1").await;
+    put(&s, "cfg/gone", "1").await;
+    let deleted = delete(&s, "cfg/gone").await;
+    let before_delete = deleted - 1;
+    for i in 0..300 {
+        put(&s, &format!("other/{i}"), "x").await;
+    }
+    let (_, now) = call(c.get(s.url("/v1/kv?prefix=cfg/&limit=1"))).await;
+    assert!(now["revision"].as_u64().unwrap() > seen + 300);
+
+    // Nothing under cfg/a or cfg/b changed after `seen`... except the delete of cfg/gone,
+    // which the prefix sees and the key does not.
+    let key = tokio::spawn(call(c.get(s.url(&format!(
+        "/v1/kv/cfg/a?wait=20s&after_revision={deleted}&format=json"
+    )))));
+    let prefix = tokio::spawn(call(c.get(s.url(&format!(
+        "/v1/kv?prefix=cfg/&wait=20s&after_revision={deleted}"
+    )))));
+    let absent = tokio::spawn(call(
+        c.get(s.url(&format!("/v1/kv/cfg/never?wait=20s&after_revision={seen}"))),
+    ));
+    for read in [&key, &prefix, &absent] {
+        assert!(
+            pending_after(read, Duration::from_millis(500)).await,
+            "a read older than the history answered without a change"
+        );
+    }
+    put(&s, "other/more", "x").await;
+    assert!(pending_after(&key, Duration::from_millis(300)).await);
+    assert!(pending_after(&prefix, Duration::from_millis(300)).await);
+
+    // A change older than the window, but after the read's revision, answers at once.
+    for url in [
+        format!("/v1/kv?prefix=cfg/&wait=20s&after_revision={before_delete}"),
+        format!("/v1/kv/cfg/a?wait=20s&after_revision={}", seen - 1),
+    ] {
+        let t = Instant::now();
+        let (status, _) = call(c.get(s.url(&url))).await;
+        assert_eq!(status, 200, "{url}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{url} waited");
+    }
+    let t = Instant::now();
+    let (status, _) = call(c.get(s.url(&format!(
+        "/v1/kv/cfg/gone?wait=20s&after_revision={before_delete}"
+    ))))
+    .await;
+    assert_eq!(status, 404, "the deleted key answers at once, absent");
+    assert!(t.elapsed() < Duration::from_secs(10));
+
+    // And the waiting reads wake for their own change.
+    let changed = put(&s, "cfg/a", "2").await;
+    for read in [key, prefix] {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let revision = body
+            .get("mod_revision")
+            .or_else(|| body.get("revision"))
+            .and_then(Value::as_u64);
+        assert_eq!(revision, Some(changed), "{body}");
+    }
+    put(&s, "cfg/never", "now").await;
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), absent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
 async fn ws_connect(
     s: &Server,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
