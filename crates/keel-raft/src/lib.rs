@@ -83,7 +83,13 @@ pub(crate) type Membership = openraft::Membership<u64, openraft::BasicNode>;
 pub(crate) type StoredMembership = openraft::StoredMembership<LeaderId, u64, openraft::BasicNode>;
 /// Snapshot metadata.
 pub(crate) type SnapshotMeta = openraft::SnapshotMeta<LeaderId, u64, openraft::BasicNode>;
-/// The bytes of a snapshot file, in memory.
-pub(crate) type SnapshotData = std::io::Cursor<Vec<u8>>;
+/// A snapshot's data: a verified snapshot file on disk, never its bytes in memory (a snapshot
+/// of millions of keys is streamed to the file as it is encoded, and a peer would be sent
+/// the file in pieces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotData {
+    /// The snapshot file (`keel_storage::SnapshotStore`'s format).
+    pub path: std::path::PathBuf,
+}
 /// A snapshot and its metadata.
 pub(crate) type Snapshot = openraft::Snapshot<LeaderId, u64, openraft::BasicNode, SnapshotData>;

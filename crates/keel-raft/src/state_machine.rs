@@ -5,7 +5,7 @@
 //! the new revision; only then, with no lock held, does it answer the waiting requests, so a
 //! client that hears "done" reads its write, and so does any watcher it tells.
 
-use std::io::{self, Cursor};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -89,6 +89,9 @@ struct Gauges {
     keys: metrics::Gauge,
     leases: metrics::Gauge,
     tombstones: metrics::Gauge,
+    /// How long applying waited for the state's write lock: the stall readers (and a
+    /// snapshot's capture) cause.
+    apply_lock_wait: metrics::Histogram,
 }
 
 impl Gauges {
@@ -99,6 +102,7 @@ impl Gauges {
             keys: metrics::gauge!("keel_keys"),
             leases: metrics::gauge!("keel_leases"),
             tombstones: metrics::gauge!("keel_tombstones"),
+            apply_lock_wait: metrics::histogram!("keel_apply_lock_wait_seconds"),
         }
     }
 }
@@ -179,10 +183,13 @@ impl StateMachine {
     }
 }
 
-/// Builds a snapshot from the state captured when the builder was made.
+/// Builds a snapshot from the state captured when the builder was made: an O(1) clone of the
+/// store (its maps are persistent), encoded and saved on a blocking thread while applying
+/// goes on.
 pub struct SnapshotBuilder {
     meta: SnapshotMeta,
-    file: Vec<u8>,
+    snapshot_id: String,
+    store: Store,
     snapshots: SnapshotStore,
 }
 
@@ -190,23 +197,29 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let file = std::mem::take(&mut self.file);
+        let store = std::mem::replace(&mut self.store, Store::new(StoreConfig::default()));
+        let meta = codec::encode_snapshot_meta(&self.meta, &self.snapshot_id);
         let snapshots = self.snapshots.clone();
         let (index, term) = self
             .meta
             .last_log_id
             .map_or((0, 0), |l| (l.index, l.leader_id.term));
-        let started = std::time::Instant::now();
-        let file =
-            tokio::task::spawn_blocking(move || snapshots.save(index, term, &file).map(|_| file))
-                .await
-                .map_err(io_err)?
-                .map_err(io_err)?;
-        metrics::histogram!("keel_snapshot_save_seconds").record(started.elapsed().as_secs_f64());
-        tracing::info!(index, bytes = file.len(), "snapshot saved");
+        // Encoded straight into the file, off the state's lock, never whole in memory.
+        let (path, bytes) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let saved =
+                snapshots.save_streaming(index, term, &meta, |w| store.write_snapshot(w).map(drop));
+            metrics::histogram!("keel_snapshot_save_seconds")
+                .record(started.elapsed().as_secs_f64());
+            saved
+        })
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)?;
+        tracing::info!(index, bytes, "snapshot saved");
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Cursor::new(file),
+            snapshot: SnapshotData { path },
         })
     }
 }
@@ -237,7 +250,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let mut answers = Vec::with_capacity(batch.len());
         let mut sets = Vec::new();
+        let waited = std::time::Instant::now();
         let mut g = self.shared.write();
+        self.gauges
+            .apply_lock_wait
+            .record(waited.elapsed().as_secs_f64());
         for (entry, responder) in batch {
             g.last_applied = Some(entry.log_id);
             let outcomes = match entry.payload {
@@ -283,22 +300,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_log_id: g.last_applied,
             last_membership: g.membership.clone(),
         };
-        // Applying waits while the store is encoded under the read lock: measure that stall.
+        // Applying waits only while the store is cloned (O(1) for its persistent maps).
         let started = std::time::Instant::now();
-        let body = g.store.encode_snapshot();
+        let store = g.store.clone();
         drop(g);
-        let encode = started.elapsed();
-        metrics::histogram!("keel_snapshot_encode_seconds").record(encode.as_secs_f64());
-        tracing::debug!(
-            encode_ms = encode.as_millis() as u64,
-            bytes = body.len(),
-            snapshot_id,
-            "snapshot encoded"
-        );
-        let file = SnapshotStore::encode(&codec::encode_snapshot_meta(&meta, &snapshot_id), &body);
+        metrics::histogram!("keel_snapshot_capture_seconds")
+            .record(started.elapsed().as_secs_f64());
         SnapshotBuilder {
             meta,
-            file,
+            snapshot_id,
+            store,
             snapshots: self.snapshots.clone(),
         }
     }
@@ -308,18 +319,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> io::Result<()> {
-        let file = snapshot.into_inner();
-        let (_, body) =
-            SnapshotStore::decode(Path::new("<received snapshot>"), &file).map_err(snapshot_err)?;
-        let store = Store::decode_snapshot(self.config.clone(), &body).map_err(snapshot_err)?;
+        let config = self.config.clone();
+        let snapshots = self.snapshots.clone();
         let (index, term) = meta
             .last_log_id
             .map_or((0, 0), |l| (l.index, l.leader_id.term));
-        let snapshots = self.snapshots.clone();
-        tokio::task::spawn_blocking(move || snapshots.save(index, term, &file))
-            .await
-            .map_err(io_err)?
-            .map_err(io_err)?;
+        let store = tokio::task::spawn_blocking(move || {
+            let file = SnapshotStore::read(&snapshot.path).map_err(snapshot_err)?;
+            let store = Store::decode_snapshot(config, &file.body).map_err(snapshot_err)?;
+            // Keep it among this node's own snapshots (unless it already is one of them).
+            let own = snapshots.path_for(index, term);
+            if snapshot.path != own {
+                let bytes = SnapshotStore::encode(&file.meta, &file.body);
+                snapshots.save(index, term, &bytes).map_err(io_err)?;
+            }
+            Ok::<_, io::Error>(store)
+        })
+        .await
+        .map_err(io_err)??;
         let mut g = self.shared.write();
         g.store = store;
         g.last_applied = meta.last_log_id;
@@ -339,10 +356,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(None);
         };
         let meta = codec::decode_snapshot_meta(&file.meta)?;
-        let bytes = SnapshotStore::encode(&file.meta, &file.body);
         Ok(Some(Snapshot {
             meta,
-            snapshot: Cursor::new(bytes),
+            snapshot: SnapshotData { path: file.path },
         }))
     }
 }

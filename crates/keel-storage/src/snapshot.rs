@@ -3,6 +3,9 @@
 //! Format: `KEELSNAP` | version u32 | meta length u32 | body length u64 | meta | body |
 //! crc32 of everything before. Written to a temporary name, synced, then renamed.
 
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -84,11 +87,70 @@ impl SnapshotStore {
         Ok((meta, body))
     }
 
+    /// Where the snapshot up to `last_index` (written in `term`) is kept.
+    pub fn path_for(&self, last_index: u64, term: u64) -> PathBuf {
+        self.dir.join(format!("{last_index:020}-{term:020}.snap"))
+    }
+
     /// Durably saves a snapshot covering the log up to `last_index` (written in `term`),
     /// then deletes all but the newest few.
     pub fn save(&self, last_index: u64, term: u64, file_bytes: &[u8]) -> Result<PathBuf> {
-        let path = self.dir.join(format!("{last_index:020}-{term:020}.snap"));
+        let path = self.path_for(last_index, term);
         replace_file(&path, file_bytes)?;
+        self.keep_newest()?;
+        Ok(path)
+    }
+
+    /// Like [`SnapshotStore::save`], for a body that `write_body` writes as it is produced: it
+    /// goes through a buffer to a temporary file, its length and checksum are filled in after
+    /// it, and the file is synced and renamed into place. The body is never whole in memory.
+    /// Returns the file's path and length.
+    pub fn save_streaming(
+        &self,
+        last_index: u64,
+        term: u64,
+        meta: &[u8],
+        write_body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(PathBuf, u64)> {
+        let path = self.path_for(last_index, term);
+        let tmp = path.with_extension("tmp");
+        let file = File::create(&tmp).ctx("creating", &tmp)?;
+        let mut head = Vec::with_capacity(HEADER + meta.len());
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        head.extend_from_slice(&0u64.to_le_bytes()); // the body's length, filled in below
+        head.extend_from_slice(meta);
+        let (body_crc, len) = {
+            let mut body = Body {
+                out: BufWriter::with_capacity(1 << 20, &file),
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            };
+            // Straight to the file: the header and meta are not counted as body.
+            body.out.write_all(&head).ctx("writing", &tmp)?;
+            write_body(&mut body).ctx("writing snapshot body to", &tmp)?;
+            body.out.flush().ctx("writing", &tmp)?;
+            (body.crc, body.len)
+        };
+        head[16..24].copy_from_slice(&len.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.combine(&body_crc);
+        let end = head.len() as u64 + len;
+        file.write_all_at(&head[..HEADER], 0).ctx("writing", &tmp)?;
+        file.write_all_at(&crc.finalize().to_le_bytes(), end)
+            .ctx("writing", &tmp)?;
+        file.sync_all().ctx("syncing", &tmp)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).ctx("renaming into place", &path)?;
+        sync_dir(&self.dir)?;
+        self.keep_newest()?;
+        Ok((path, end + 4))
+    }
+
+    /// Deletes all but the newest [`KEEP`] snapshot files.
+    fn keep_newest(&self) -> Result<()> {
         let mut files = self.list()?;
         files.sort();
         if files.len() > KEEP {
@@ -97,7 +159,7 @@ impl SnapshotStore {
             }
             sync_dir(&self.dir)?;
         }
-        Ok(path)
+        Ok(())
     }
 
     fn list(&self) -> Result<Vec<PathBuf>> {
@@ -109,6 +171,17 @@ impl SnapshotStore {
             }
         }
         Ok(out)
+    }
+
+    /// Reads and verifies the snapshot file at `path`.
+    pub fn read(path: &Path) -> Result<SnapshotFile> {
+        let buf = std::fs::read(path).ctx("reading snapshot", path)?;
+        let (meta, body) = Self::decode(path, &buf)?;
+        Ok(SnapshotFile {
+            path: path.to_owned(),
+            meta,
+            body,
+        })
     }
 
     /// The newest snapshot file that verifies. A damaged newer file is reported and skipped.
@@ -126,9 +199,50 @@ impl SnapshotStore {
     }
 }
 
+/// A snapshot body on its way to the file: counted and checksummed as it is written.
+struct Body<W: Write> {
+    out: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Body<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(bytes)?;
+        self.crc.update(&bytes[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_snapshot_is_the_same_file_as_an_encoded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SnapshotStore::open(dir.path()).unwrap();
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (path, len) = s
+            .save_streaming(7, 2, b"meta", |w| {
+                for chunk in body.chunks(10_000) {
+                    w.write_all(chunk)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len() as u64, len);
+        assert_eq!(written, SnapshotStore::encode(b"meta", &body));
+        let read = SnapshotStore::read(&path).unwrap();
+        assert_eq!((read.meta, read.body), (b"meta".to_vec(), body));
+        assert!(!path.with_extension("tmp").exists());
+    }
 
     #[test]
     fn newest_valid_wins_and_old_ones_go() {

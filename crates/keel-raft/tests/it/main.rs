@@ -8,6 +8,7 @@ use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 
 mod power_cut;
+mod snapshot;
 
 struct Builder;
 

@@ -6,6 +6,8 @@ mod read;
 pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
+
+use imbl::OrdMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -83,9 +85,12 @@ impl From<&KeyValue> for KeyValueWire {
 /// a store that always had them; a store restored from a snapshot without them starts at the
 /// snapshot's revision, and answers "changed" for an older R it cannot know about).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Both maps are persistent (structurally shared): cloning a `Kv` is O(1), so a snapshot can
+/// take the state in an instant and encode it while applying goes on.
 pub(crate) struct Kv {
-    keys: BTreeMap<String, KeyValue>,
-    tombstones: BTreeMap<String, Revision>,
+    keys: OrdMap<String, KeyValue>,
+    tombstones: OrdMap<String, Revision>,
     tombstones_since: Revision,
 }
 
@@ -96,8 +101,8 @@ impl Kv {
         tombstones_since: Revision,
     ) -> Self {
         Kv {
-            keys,
-            tombstones,
+            keys: keys.into_iter().collect(),
+            tombstones: tombstones.into_iter().collect(),
             tombstones_since,
         }
     }
@@ -131,7 +136,7 @@ impl Kv {
         }
         let deleted = self
             .tombstones
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .any(|(_, &rev)| rev > after);
         deleted
@@ -163,7 +168,7 @@ impl Kv {
             _ => Bound::Included(prefix.to_owned()),
         };
         self.keys
-            .range::<String, _>((lower, Bound::Unbounded))
+            .range((lower, Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 

@@ -59,12 +59,12 @@ pub(crate) struct KeyRecord<S> {
     pub(crate) kv: KvRecord,
 }
 
-pub(crate) fn encode(kv: &Kv, out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn encode(kv: &Kv, out: impl std::io::Write) -> Result<(), postcard::Error> {
     let keys = seq(kv.iter().map(|(key, kv)| KeyRecord {
         key: key.as_str(),
         kv: kv.into(),
     }));
-    postcard::to_extend(&keys, out).expect("serialising plain data into a Vec cannot fail")
+    postcard::to_io(&keys, out).map(drop)
 }
 
 /// Decodes the keys; attaching them to their leases is the caller's (it knows the leases).
@@ -88,10 +88,9 @@ pub(crate) fn decode(
 /// The tombstone section's current version.
 pub(crate) const TOMBSTONES_VERSION: u8 = 1;
 
-pub(crate) fn encode_tombstones(kv: &Kv, out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn encode_tombstones(kv: &Kv, out: impl std::io::Write) -> Result<(), postcard::Error> {
     let tombstones = seq(kv.tombstones().map(|(k, rev)| (k.as_str(), *rev)));
-    postcard::to_extend(&(kv.tombstones_since(), tombstones), out)
-        .expect("serialising plain data into a Vec cannot fail")
+    postcard::to_io(&(kv.tombstones_since(), tombstones), out).map(drop)
 }
 
 /// The revision tombstones are recorded since, and the tombstones.

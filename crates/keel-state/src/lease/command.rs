@@ -1,8 +1,6 @@
 //! Lease commands (grant, keep alive, revoke, expire, refresh all), their outcomes and
 //! refusals.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use super::{Lease, Leases};
@@ -138,7 +136,7 @@ pub(crate) fn apply(
                 id,
                 ttl_ms: *ttl_ms,
                 expires_at_ms: now.saturating_add(*ttl_ms),
-                keys: BTreeSet::new(),
+                keys: imbl::OrdSet::new(),
             };
             leases.by_id.insert(id, lease);
             Ok(LeaseOutcome::Granted(LeaseGranted {
@@ -175,8 +173,11 @@ pub(crate) fn apply(
             })
         }
         LeaseCommand::RefreshAll => {
-            for lease in leases.by_id.values_mut() {
-                lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
+            let ids: Vec<LeaseId> = leases.by_id.keys().copied().collect();
+            for id in ids {
+                if let Some(lease) = leases.by_id.get_mut(&id) {
+                    lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
+                }
             }
             Ok(LeaseOutcome::Refreshed {
                 leases: leases.by_id.len() as u64,

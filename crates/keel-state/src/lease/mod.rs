@@ -3,7 +3,7 @@
 mod command;
 pub(crate) mod snapshot;
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 pub(crate) use command::apply;
 pub use command::{LeaseCommand, LeaseError, LeaseGranted, LeaseOutcome};
@@ -20,7 +20,7 @@ pub struct Lease {
     /// When it runs out, in the leader's clock (ms since the Unix epoch).
     pub expires_at_ms: u64,
     /// Keys attached to it.
-    pub keys: BTreeSet<String>,
+    pub keys: OrdSet<String>,
 }
 
 /// A lease without its key list.
@@ -48,17 +48,18 @@ impl Lease {
     }
 }
 
-/// Every lease, and the id the next grant gets.
+/// Every lease, and the id the next grant gets. Persistent maps and sets, so that cloning is
+/// O(1) (see [`crate::kv::Kv`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Leases {
-    by_id: BTreeMap<LeaseId, Lease>,
+    by_id: OrdMap<LeaseId, Lease>,
     next_id: LeaseId,
 }
 
 impl Default for Leases {
     fn default() -> Self {
         Leases {
-            by_id: BTreeMap::new(),
+            by_id: OrdMap::new(),
             next_id: 1,
         }
     }

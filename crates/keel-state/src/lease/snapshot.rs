@@ -3,8 +3,6 @@
 //! Version 1: the next lease id, then a postcard sequence of [`LeaseRecord`] by id. The keys
 //! attached to each lease are not stored: they are rebuilt from the keys' own lease field.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::{Deserialize, Serialize};
 
 use super::{Lease, Leases};
@@ -28,7 +26,7 @@ impl From<LeaseRecord> for Lease {
             id: r.id,
             ttl_ms: r.ttl_ms,
             expires_at_ms: r.expires_at_ms,
-            keys: BTreeSet::new(),
+            keys: imbl::OrdSet::new(),
         }
     }
 }
@@ -39,7 +37,7 @@ impl Leases {
         next_id: LeaseId,
         records: Vec<LeaseRecord>,
     ) -> Result<Self, SnapshotError> {
-        let by_id: BTreeMap<LeaseId, Lease> = records
+        let by_id: imbl::OrdMap<LeaseId, Lease> = records
             .into_iter()
             .map(|r| (r.id, Lease::from(r)))
             .collect();
@@ -54,14 +52,13 @@ impl Leases {
     }
 }
 
-pub(crate) fn encode(leases: &Leases, out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn encode(leases: &Leases, out: impl std::io::Write) -> Result<(), postcard::Error> {
     let records = seq(leases.iter().map(|l| LeaseRecord {
         id: l.id,
         ttl_ms: l.ttl_ms,
         expires_at_ms: l.expires_at_ms,
     }));
-    postcard::to_extend(&(leases.next_id(), records), out)
-        .expect("serialising plain data into a Vec cannot fail")
+    postcard::to_io(&(leases.next_id(), records), out).map(drop)
 }
 
 pub(crate) fn decode(version: u8, body: &[u8]) -> Result<Leases, SnapshotError> {

@@ -70,7 +70,7 @@ impl<E> ChangeSetRecord<E> {
     }
 }
 
-pub(crate) fn encode(history: &History, out: Vec<u8>) -> Vec<u8> {
+pub(crate) fn encode(history: &History, out: impl std::io::Write) -> Result<(), postcard::Error> {
     let sets = seq(history.iter().map(|set| ChangeSetRecord {
         revision: set.revision,
         events: set
@@ -81,8 +81,7 @@ pub(crate) fn encode(history: &History, out: Vec<u8>) -> Vec<u8> {
             })
             .collect(),
     }));
-    postcard::to_extend(&(history.compacted(), sets), out)
-        .expect("serialising plain data into a Vec cannot fail")
+    postcard::to_io(&(history.compacted(), sets), out).map(drop)
 }
 
 /// The compacted revision and the change sets.

@@ -1,9 +1,11 @@
 //! The snapshot format of the store: a deliberate, versioned encoding, converted by hand from
 //! the in-memory structures so that a refactor of those never changes what is on disk.
 //!
-//! Format 2 (today): `2 | postcard(Header) | section*`, where each section is
-//! `tag u8 | version u8 | length u64 LE | body` and the header counts the sections. There is
-//! one section per capability (its module owns the body's encoding) plus the change history:
+//! Format 3 (today): `3 | postcard(Header) | section* | 0`, where each section is
+//! `tag u8 | version u8 | chunk* | 0u32` and a chunk is `length u32 LE | bytes` (at most
+//! 64 KiB): the body is the chunks joined. Chunks let a section be written as it is encoded
+//! ([`Store::write_snapshot`]), never whole in memory. There is one section per capability
+//! (its module owns the body's encoding) plus the change history:
 //!
 //! | tag | section | body |
 //! |---|---|---|
@@ -15,13 +17,16 @@
 //! A new capability adds a section with the next tag; a snapshot without it (taken before the
 //! capability existed) restores that capability empty (tombstones: recorded from the
 //! snapshot's revision on). An unknown tag or section version is
-//! refused: silently dropping state would be worse than not starting. Format 1 (one postcard
-//! tuple) is still decoded by [`v1`]. Golden fixtures under `tests/fixtures` pin both.
+//! refused: silently dropping state would be worse than not starting. Format 2 (the same
+//! sections, each behind its byte length) is decoded by [`v2`], format 1 (one postcard tuple)
+//! by [`v1`]. Golden fixtures under `tests/fixtures` pin all three.
 
 mod history;
 mod v1;
+mod v2;
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +36,10 @@ use crate::lease::{self, Leases};
 use crate::{ChangeSet, Revision, Store, StoreConfig};
 
 /// Version byte in front of every encoded store snapshot.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
+
+/// The tag that ends the list of sections.
+const END: u8 = 0;
 
 const TAG_KV: u8 = 1;
 const TAG_LEASE: u8 = 2;
@@ -70,7 +78,6 @@ pub enum SnapshotError {
 struct Header {
     revision: Revision,
     now_ms: u64,
-    sections: u32,
 }
 
 /// The decoded contents of a snapshot, before they are checked against each other.
@@ -105,38 +112,143 @@ pub(crate) fn seq<I: ExactSizeIterator>(iter: I) -> Seq<I> {
     Seq(std::cell::RefCell::new(Some(iter)))
 }
 
-/// Appends one section: its tag, version and length, then the body `encode` appends.
-fn section(out: Vec<u8>, tag: u8, version: u8, encode: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
-    let mut out = out;
-    out.extend_from_slice(&[tag, version]);
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 8]);
-    let mut out = encode(out);
-    let len = (out.len() - len_at - 8) as u64;
-    out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
-    out
+/// Decodes the sections (tag → (version, body)) of a format-2 or format-3 snapshot.
+fn decode_sections(
+    revision: Revision,
+    now_ms: u64,
+    sections: &BTreeMap<u8, (u8, &[u8])>,
+) -> Result<Parts, SnapshotError> {
+    let keys = match sections.get(&TAG_KV) {
+        Some(&(v, b)) => kv::snapshot::decode(v, b)?,
+        None => BTreeMap::new(),
+    };
+    let (tombstones_since, tombstones) = match sections.get(&TAG_TOMBSTONES) {
+        Some(&(v, b)) => kv::snapshot::decode_tombstones(v, b)?,
+        None => (revision, BTreeMap::new()),
+    };
+    let leases = match sections.get(&TAG_LEASE) {
+        Some(&(v, b)) => lease::snapshot::decode(v, b)?,
+        None => Leases::default(),
+    };
+    let (compacted, history) = match sections.get(&TAG_HISTORY) {
+        Some(&(v, b)) => history::decode(v, b)?,
+        None => (revision, Vec::new()),
+    };
+    Ok(Parts {
+        revision,
+        now_ms,
+        keys,
+        tombstones,
+        tombstones_since,
+        leases,
+        compacted,
+        history,
+    })
 }
 
-/// Splits the sections after the header into (tag, version, body), refusing duplicates.
-fn split_sections(mut rest: &[u8], count: u32) -> Result<BTreeMap<u8, (u8, &[u8])>, SnapshotError> {
+fn known_tag(tag: u8) -> bool {
+    matches!(tag, TAG_KV | TAG_LEASE | TAG_HISTORY | TAG_TOMBSTONES)
+}
+
+/// Largest chunk a section is written in.
+const CHUNK: usize = 64 << 10;
+
+/// Writes a section's body as chunks (`length u32 LE | bytes`), then a zero length: a section
+/// goes out as it is encoded, in at most [`CHUNK`] bytes of memory.
+struct Chunks<'a, W: Write> {
+    out: &'a mut W,
+    buf: Vec<u8>,
+    /// The first error writing to `out` (postcard reports only that writing failed).
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Chunks<'_, W> {
+    fn emit(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let len = u32::try_from(self.buf.len()).map_err(io::Error::other)?;
+        self.out.write_all(&len.to_le_bytes())?;
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Chunks<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            if let Err(e) = self.emit() {
+                let message = e.to_string();
+                self.error = Some(e);
+                return Err(io::Error::other(message));
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes one section: tag, version, then the chunks of the body `encode` writes.
+fn write_section<W: Write>(
+    out: &mut W,
+    tag: u8,
+    version: u8,
+    encode: impl FnOnce(&mut Chunks<'_, W>) -> Result<(), postcard::Error>,
+) -> io::Result<()> {
+    out.write_all(&[tag, version])?;
+    let mut chunks = Chunks {
+        out,
+        buf: Vec::with_capacity(CHUNK + 1024),
+        error: None,
+    };
+    if let Err(e) = encode(&mut chunks) {
+        return Err(chunks
+            .error
+            .take()
+            .unwrap_or_else(|| io::Error::other(format!("encoding section {tag}: {e}"))));
+    }
+    chunks.emit()?;
+    out.write_all(&0u32.to_le_bytes())
+}
+
+/// Splits a format-3 body after its header into sections, joining each one's chunks.
+fn read_sections(mut rest: &[u8]) -> Result<BTreeMap<u8, (u8, Vec<u8>)>, SnapshotError> {
+    let truncated = || SnapshotError::Inconsistent("the snapshot is truncated".into());
+    let mut take = |n: usize| -> Result<&[u8], SnapshotError> {
+        let (head, after) = rest.split_at_checked(n).ok_or_else(truncated)?;
+        rest = after;
+        Ok(head)
+    };
     let mut sections = BTreeMap::new();
-    for _ in 0..count {
-        let truncated = || SnapshotError::Inconsistent("a section is truncated".into());
-        let (head, after) = rest.split_at_checked(10).ok_or_else(truncated)?;
-        let (tag, version) = (head[0], head[1]);
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&head[2..10]);
-        let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| truncated())?;
-        let (body, after) = after.split_at_checked(len).ok_or_else(truncated)?;
-        if !matches!(tag, TAG_KV | TAG_LEASE | TAG_HISTORY | TAG_TOMBSTONES) {
+    loop {
+        let tag = take(1)?[0];
+        if tag == END {
+            break;
+        }
+        let version = take(1)?[0];
+        if !known_tag(tag) {
             return Err(SnapshotError::UnknownSection(tag));
+        }
+        let mut body = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            len.copy_from_slice(take(4)?);
+            let len = u32::from_le_bytes(len) as usize;
+            if len == 0 {
+                break;
+            }
+            body.extend_from_slice(take(len)?);
         }
         if sections.insert(tag, (version, body)).is_some() {
             return Err(SnapshotError::Inconsistent(format!(
                 "section {tag} appears twice"
             )));
         }
-        rest = after;
     }
     if !rest.is_empty() {
         return Err(SnapshotError::Inconsistent(format!(
@@ -147,60 +259,50 @@ fn split_sections(mut rest: &[u8], count: u32) -> Result<BTreeMap<u8, (u8, &[u8]
     Ok(sections)
 }
 
-fn decode_v2(body: &[u8]) -> Result<Parts, SnapshotError> {
+fn decode_v3(body: &[u8]) -> Result<Parts, SnapshotError> {
     let (header, rest): (Header, &[u8]) = postcard::take_from_bytes(body)?;
-    let sections = split_sections(rest, header.sections)?;
-    let keys = match sections.get(&TAG_KV) {
-        Some(&(v, b)) => kv::snapshot::decode(v, b)?,
-        None => BTreeMap::new(),
-    };
-    let (tombstones_since, tombstones) = match sections.get(&TAG_TOMBSTONES) {
-        Some(&(v, b)) => kv::snapshot::decode_tombstones(v, b)?,
-        None => (header.revision, BTreeMap::new()),
-    };
-    let leases = match sections.get(&TAG_LEASE) {
-        Some(&(v, b)) => lease::snapshot::decode(v, b)?,
-        None => Leases::default(),
-    };
-    let (compacted, history) = match sections.get(&TAG_HISTORY) {
-        Some(&(v, b)) => history::decode(v, b)?,
-        None => (header.revision, Vec::new()),
-    };
-    Ok(Parts {
-        revision: header.revision,
-        now_ms: header.now_ms,
-        keys,
-        tombstones,
-        tombstones_since,
-        leases,
-        compacted,
-        history,
-    })
+    let sections = read_sections(rest)?;
+    let borrowed = sections
+        .iter()
+        .map(|(&tag, (version, body))| (tag, (*version, body.as_slice())))
+        .collect();
+    decode_sections(header.revision, header.now_ms, &borrowed)
 }
 
 impl Store {
     /// Encodes the whole store (every capability's state and the kept history) as versioned
-    /// bytes.
+    /// bytes, in memory. [`Store::write_snapshot`] streams the same bytes.
     pub fn encode_snapshot(&self) -> Vec<u8> {
+        self.write_snapshot(Vec::new())
+            .expect("writing into a Vec cannot fail")
+    }
+
+    /// Writes the snapshot to `out` section by section as it is encoded, holding at most one
+    /// chunk of it in memory. Returns `out`.
+    pub fn write_snapshot<W: Write>(&self, mut out: W) -> io::Result<W> {
         let header = Header {
             revision: self.revision,
             now_ms: self.now_ms,
-            sections: 4,
         };
-        let out = postcard::to_extend(&header, vec![FORMAT])
-            .expect("serialising plain data into a Vec cannot fail");
-        let out = section(out, TAG_KV, kv::snapshot::VERSION, |o| {
-            kv::snapshot::encode(&self.kv, o)
-        });
-        let out = section(out, TAG_LEASE, lease::snapshot::VERSION, |o| {
-            lease::snapshot::encode(&self.leases, o)
-        });
-        let out = section(out, TAG_HISTORY, history::VERSION, |o| {
-            history::encode(&self.history, o)
-        });
-        section(out, TAG_TOMBSTONES, kv::snapshot::TOMBSTONES_VERSION, |o| {
-            kv::snapshot::encode_tombstones(&self.kv, o)
-        })
+        out.write_all(&[FORMAT])?;
+        postcard::to_io(&header, &mut out).map_err(io::Error::other)?;
+        write_section(&mut out, TAG_KV, kv::snapshot::VERSION, |w| {
+            kv::snapshot::encode(&self.kv, w)
+        })?;
+        write_section(&mut out, TAG_LEASE, lease::snapshot::VERSION, |w| {
+            lease::snapshot::encode(&self.leases, w)
+        })?;
+        write_section(&mut out, TAG_HISTORY, history::VERSION, |w| {
+            history::encode(&self.history, w)
+        })?;
+        write_section(
+            &mut out,
+            TAG_TOMBSTONES,
+            kv::snapshot::TOMBSTONES_VERSION,
+            |w| kv::snapshot::encode_tombstones(&self.kv, w),
+        )?;
+        out.write_all(&[END])?;
+        Ok(out)
     }
 
     /// Rebuilds a store from [`Store::encode_snapshot`] output (or format 1). `config` is this
@@ -208,7 +310,8 @@ impl Store {
     pub fn decode_snapshot(config: StoreConfig, bytes: &[u8]) -> Result<Store, SnapshotError> {
         let parts = match bytes.split_first() {
             None => return Err(SnapshotError::Empty),
-            Some((&FORMAT, rest)) => decode_v2(rest)?,
+            Some((&FORMAT, rest)) => decode_v3(rest)?,
+            Some((&2, rest)) => v2::decode(rest)?,
             Some((&1, rest)) => v1::decode(rest)?,
             Some((&v, _)) => return Err(SnapshotError::UnknownFormat(v)),
         };

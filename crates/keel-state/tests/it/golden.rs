@@ -276,12 +276,48 @@ fn a_snapshot_of_format_2_without_tombstones_still_restores() {
 }
 
 #[test]
-fn a_snapshot_of_format_2_has_pinned_bytes() {
+fn a_snapshot_of_format_2_still_restores() {
+    let bytes = read_hex(&fixtures().join("snapshot-v2.hex"));
+    assert_eq!(bytes[0], 2);
+    let restored = Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("decodes");
+    assert_eq!(restored, sample_store());
+}
+
+#[test]
+fn a_snapshot_of_format_3_has_pinned_bytes() {
     let store = sample_store();
     let bytes = store.encode_snapshot();
-    assert_eq!(bytes[0], 2);
-    assert_golden(&fixtures().join("snapshot-v2.hex"), &bytes);
+    assert_eq!(bytes[0], 3);
+    assert_golden(&fixtures().join("snapshot-v3.hex"), &bytes);
     let restored = Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("decodes");
     assert_eq!(restored, store);
     assert_eq!(restored.tombstone_count(), 2, "a and svc/x were deleted");
+}
+
+#[test]
+fn a_large_snapshot_is_written_in_chunks_and_restores() {
+    let mut s = Store::new(StoreConfig { history: 100 });
+    for i in 0..5_000u64 {
+        let put = KvCommand::Put {
+            key: format!("k/{i:05}"),
+            value: Bytes::from(vec![b'x'; 100 + (i % 7) as usize]),
+            lease: None,
+            if_revision: None,
+        };
+        s.apply(&Request {
+            now_ms: 1_000 + i,
+            command: put.into(),
+        });
+    }
+    let streamed = s.write_snapshot(Vec::new()).expect("write");
+    assert!(
+        streamed.len() > 4 * 64 * 1024,
+        "several chunks: {} bytes",
+        streamed.len()
+    );
+    assert_eq!(streamed, s.encode_snapshot());
+    let restored = Store::decode_snapshot(StoreConfig { history: 100 }, &streamed).expect("decode");
+    assert_eq!(restored, s);
+    let cut = &streamed[..streamed.len() - 10];
+    assert!(Store::decode_snapshot(StoreConfig { history: 100 }, cut).is_err());
 }

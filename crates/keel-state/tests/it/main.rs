@@ -151,6 +151,47 @@ proptest! {
         prop_assert_eq!(restored, whole);
     }
 
+    /// A snapshot is a clone taken at one point (O(1): persistent maps), encoded on another
+    /// thread while applying goes on: it encodes the state at that point, and restoring it
+    /// and replaying the rest gives the same state.
+    #[test]
+    fn a_snapshot_encoded_while_applying_continues_is_its_point_in_time(
+        reqs in requests(60),
+        cuts in prop::collection::vec(0usize..60, 1..4),
+    ) {
+        let mut live = Store::new(config(8));
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(reqs.len())).collect();
+        cuts.sort_unstable();
+        let mut captured = Vec::new();
+        std::thread::scope(|scope| {
+            let mut encoders = Vec::new();
+            let mut applied = 0;
+            for &cut in &cuts {
+                for r in &reqs[applied..cut] {
+                    live.apply(r);
+                }
+                applied = cut;
+                let point = live.clone();
+                let reference = live.encode_snapshot();
+                encoders.push((cut, reference, scope.spawn(move || point.encode_snapshot())));
+            }
+            for r in &reqs[applied..] {
+                live.apply(r);
+            }
+            for (cut, reference, encoder) in encoders {
+                captured.push((cut, reference, encoder.join().expect("encoder thread")));
+            }
+        });
+        for (cut, reference, bytes) in captured {
+            prop_assert_eq!(&bytes, &reference, "snapshot at request {}", cut);
+            let mut restored = Store::decode_snapshot(config(8), &bytes).expect("decode");
+            for r in &reqs[cut..] {
+                restored.apply(r);
+            }
+            prop_assert_eq!(&restored, &live);
+        }
+    }
+
     #[test]
     fn revisions_increase_by_one_per_change(reqs in requests(80)) {
         let mut s = Store::new(config(100));
