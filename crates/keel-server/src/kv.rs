@@ -137,7 +137,12 @@ pub(crate) async fn put(
 ) -> Result<Json<RevisionResponse>, ApiError> {
     validate_key(&key)?;
     let limit = state.config.max_value_size;
-    let value = read_body(body, limit, Code::ValueTooLarge, "the value").await?;
+    let body = read_body(body, limit, Code::ValueTooLarge, "the value").await?;
+    // The body is a slice of the connection's read buffer; stored as it is, it would keep that
+    // whole buffer (kilobytes) alive for as long as the key exists. The store owns a copy of
+    // exactly the value.
+    let value = bytes::Bytes::copy_from_slice(&body);
+    drop(body);
     let command = KvCommand::Put {
         key,
         value,
