@@ -64,7 +64,7 @@ for exe in "$@"; do
   if grep -q '^keel_apply_lock_wait_seconds_bucket' "$work/metrics.txt"; then
     echo "longest wait of applying for the state: $(longest keel_apply_lock_wait_seconds "$work/metrics.txt")"
     echo "longest snapshot capture (under the read lock): $(longest keel_snapshot_capture_seconds "$work/metrics.txt")"
-    echo "longest snapshot encode (off the lock): $(longest keel_snapshot_encode_seconds "$work/metrics.txt")"
+    echo "longest snapshot save, encoding included (off the lock): $(longest keel_snapshot_save_seconds "$work/metrics.txt")"
   else
     echo "longest snapshot encode (under the read lock: applying waits): $(longest keel_snapshot_encode_seconds "$work/metrics.txt")"
   fi
