@@ -42,6 +42,20 @@ impl NodeConfig {
     pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
     /// The default of [`NodeConfig::segment_bytes`] (64 MiB).
     pub const DEFAULT_SEGMENT_BYTES: u64 = keel_storage::LogOptions::DEFAULT_SEGMENT_BYTES;
+
+    /// Node `node_id` with its data in `data_dir`, reached at `advertise_addr`; every other
+    /// setting at its default and the system clock.
+    pub fn new(node_id: u64, data_dir: PathBuf, advertise_addr: String) -> Self {
+        NodeConfig {
+            node_id,
+            data_dir,
+            advertise_addr,
+            snapshot_every: Self::DEFAULT_SNAPSHOT_EVERY,
+            history: keel_state::StoreConfig::DEFAULT_HISTORY,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            clock: Clock::system(),
+        }
+    }
 }
 
 /// Failure to start a node.

@@ -110,13 +110,8 @@ mod tests {
     async fn reads_that_arrive_together_share_a_round() {
         let tmp = tempfile::tempdir().expect("temp dir");
         let node = Node::start(NodeConfig {
-            node_id: 1,
-            data_dir: tmp.path().to_owned(),
-            advertise_addr: "127.0.0.1:1".into(),
             snapshot_every: 1_000_000,
-            history: 100,
-            segment_bytes: 1 << 20,
-            clock: crate::Clock::system(),
+            ..NodeConfig::new(1, tmp.path().to_owned(), "127.0.0.1:1".into())
         })
         .await
         .expect("start");

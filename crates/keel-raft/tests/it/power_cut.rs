@@ -13,13 +13,10 @@ use proptest::prelude::*;
 
 fn config(dir: &std::path::Path, snapshot_every: u64) -> NodeConfig {
     NodeConfig {
-        node_id: 1,
-        data_dir: dir.to_owned(),
-        advertise_addr: "127.0.0.1:1".into(),
         snapshot_every,
         history: 1000,
         segment_bytes: 4096,
-        clock: keel_raft::Clock::system(),
+        ..NodeConfig::new(1, dir.to_owned(), "127.0.0.1:1".into())
     }
 }
 

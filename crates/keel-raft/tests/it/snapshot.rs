@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_raft::{Clock, Node, NodeConfig};
+use keel_raft::{Node, NodeConfig};
 use keel_state::{KvCommand, ListQuery, Store, StoreConfig};
 use keel_storage::SnapshotStore;
 
@@ -12,13 +12,9 @@ use keel_storage::SnapshotStore;
 async fn snapshots_taken_while_eight_writers_run_are_the_state_at_their_revision() {
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
-        node_id: 1,
-        data_dir: dir.path().to_owned(),
-        advertise_addr: "127.0.0.1:1".into(),
         snapshot_every: 40,
         history: 1_000_000,
-        segment_bytes: 1 << 20,
-        clock: Clock::system(),
+        ..NodeConfig::new(1, dir.path().to_owned(), "127.0.0.1:1".into())
     };
     let node = Arc::new(Node::start(config).await.unwrap());
     assert!(node.wait_ready(Duration::from_secs(10)).await);
@@ -47,18 +43,30 @@ async fn snapshots_taken_while_eight_writers_run_are_the_state_at_their_revision
             }
         }));
     }
-    // Read every snapshot file that appears while the writers run.
-    let mut seen = Vec::new();
-    while !writers.iter().all(|w| w.is_finished()) {
+    // Read the newest snapshot file each time a write is applied, until the writers are done
+    // (at most a minute).
+    let mut applied = node.state().revision();
+    let all_written = futures_util::future::join_all(writers);
+    tokio::pin!(all_written);
+    let deadline = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(deadline);
+    let mut seen: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+    loop {
+        tokio::select! {
+            done = &mut all_written => {
+                for w in done {
+                    w.unwrap();
+                }
+                break;
+            }
+            changed = applied.changed() => changed.unwrap(),
+            () = &mut deadline => panic!("the writers did not finish within a minute"),
+        }
         if let Some(file) = snapshots.load_newest().unwrap() {
             if !seen.iter().any(|(p, _)| *p == file.path) {
                 seen.push((file.path.clone(), file.body));
             }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for w in writers {
-        w.await.unwrap();
     }
     assert!(seen.len() >= 3, "only {} snapshots seen", seen.len());
     let all = |revision| ListQuery {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_client::{Client, PutOptions};
-use keel_raft::{Clock, Node, NodeConfig};
+use keel_raft::{Node, NodeConfig};
 use keel_server::ServerConfig;
 use keel_storage::sim::SimDisk;
 
@@ -13,15 +13,7 @@ use keel_storage::sim::SimDisk;
 async fn after_one_failed_fsync_no_write_is_acknowledged_and_serving_stops() {
     let dir = tempfile::tempdir().unwrap();
     let disk = SimDisk::new();
-    let config = NodeConfig {
-        node_id: 1,
-        data_dir: dir.path().to_owned(),
-        advertise_addr: "127.0.0.1:1".into(),
-        snapshot_every: 1_000_000,
-        history: 100,
-        segment_bytes: 1 << 20,
-        clock: Clock::system(),
-    };
+    let config = NodeConfig::new(1, dir.path().to_owned(), "127.0.0.1:1".into());
     let node = Node::start_on(Arc::new(disk.clone()), config)
         .await
         .unwrap();

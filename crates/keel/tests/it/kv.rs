@@ -339,20 +339,30 @@ async fn the_client_does_blocking_and_stale_reads_and_health() {
     let c = s.client();
     assert!(c.healthy().await.unwrap());
     let rev = c.put("cfg/a", "1", &Default::default()).await.unwrap();
-    let writer = {
+    let read = {
         let c = c.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            c.put("cfg/a", "2", &Default::default()).await.unwrap()
+            let opts = keel_client::GetOptions {
+                wait: Some(Duration::from_secs(20)),
+                after_revision: Some(rev),
+                ..Default::default()
+            };
+            c.get("cfg/a", &opts).await
         })
     };
-    let opts = keel_client::GetOptions {
-        wait: Some(Duration::from_secs(20)),
-        after_revision: Some(rev),
-        ..Default::default()
-    };
-    let kv = c.get("cfg/a", &opts).await.unwrap().unwrap();
-    let second = writer.await.unwrap();
+    // Nothing changed after `rev`: the read is still waiting (negative, so a fixed look).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !read.is_finished(),
+        "a blocking read answered without a change"
+    );
+    let second = c.put("cfg/a", "2", &Default::default()).await.unwrap();
+    let kv = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read wakes for its change")
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (kv.value.as_deref(), kv.mod_revision),
         (Some("2"), second),

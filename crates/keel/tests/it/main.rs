@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on any unexpected error
 
+mod blocking;
 mod browser;
 mod cli;
 mod crash;
@@ -14,3 +15,4 @@ mod support;
 mod txn;
 mod watch;
 mod watch_cli;
+mod watch_ws;
