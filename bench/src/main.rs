@@ -13,13 +13,18 @@ use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use target::{etcd::Etcd, http::Ceiling, http::Keel, nats::Nats, redis::Redis, Client};
+use target::{
+    etcd::Etcd, http::Ceiling, http::Keel, keel_ws::KeelWs, nats::Nats, redis::Redis, Client,
+};
 use workload::{Measured, Workload};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Target {
-    /// keel's HTTP API.
+    /// keel's HTTP API (watches as Server-Sent Events, one connection each).
     Keel,
+    /// keel's HTTP API, its watches on WebSockets (every watch of a `--watch-conns`
+    /// connection on one socket).
+    KeelWs,
     /// etcd v3 over gRPC.
     Etcd,
     /// Redis over RESP.
@@ -79,7 +84,8 @@ pub struct Args {
     /// with watchers attached).
     #[arg(long, default_value_t = 0)]
     watchers_attached: usize,
-    /// The server's PID, to report its memory per idle watcher (watch-fanout).
+    /// The server's PID, to report its memory per idle watcher (watch-fanout) and its CPU
+    /// use (with watchers attached).
     #[arg(long)]
     server_pid: Option<u32>,
 }
@@ -105,21 +111,39 @@ struct Report {
     missed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rss_per_watcher_kib: Option<f64>,
+    /// With watchers attached: change events the watchers received per second of the
+    /// measured window (each write under `bench/` is one event for every watcher).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_per_sec: Option<f64>,
+    /// With watchers attached and `--server-pid`: the server's CPU seconds per second of the
+    /// measured window, and per million events delivered in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_s_per_m_events: Option<f64>,
+    /// With watchers attached: events written before the writers stopped that had not reached
+    /// their watchers 1 s later, and how long after the stop the last one arrived (capped at
+    /// 3 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    late_after_1s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catch_up_ms: Option<f64>,
     /// CPU seconds the load generator used per wall second (1.0 = one core).
     loadgen_cpu: f64,
 }
 
 fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return 0.0;
-    };
+    process_cpu_seconds("self").unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) a process has used: `pid` is a number or `self`.
+pub fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    // utime + stime, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rfind(')').map(|i| &stat[i + 2..])?;
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 async fn run<C: Client>(args: Arc<Args>) -> Result<()> {
@@ -176,6 +200,19 @@ async fn run<C: Client>(args: Arc<Args>) -> Result<()> {
             _ => None,
         },
         rss_per_watcher_kib: m.rss_per_watcher_kib,
+        events_per_sec: m.fanout.as_ref().map(|f| f.events as f64 / args.duration),
+        server_cpu: m
+            .fanout
+            .as_ref()
+            .and_then(|f| f.server_cpu_s)
+            .map(|s| s / args.duration),
+        server_cpu_s_per_m_events: m.fanout.as_ref().and_then(|f| {
+            f.server_cpu_s
+                .filter(|_| f.events > 0)
+                .map(|s| s / f.events as f64 * 1e6)
+        }),
+        late_after_1s: m.fanout.as_ref().map(|f| f.late_after_1s),
+        catch_up_ms: m.fanout.as_ref().map(|f| f.catch_up.as_secs_f64() * 1e3),
         missed: (w == Workload::WatchFanout).then_some(m.missed),
         loadgen_cpu: (cpu_seconds() - cpu0) / wall,
     };
@@ -188,6 +225,7 @@ async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
     match args.target {
         Target::Keel => run::<Keel>(args).await,
+        Target::KeelWs => run::<KeelWs>(args).await,
         Target::Etcd => run::<Etcd>(args).await,
         Target::Redis => run::<Redis>(args).await,
         Target::Nats => run::<Nats>(args).await,

@@ -2,6 +2,7 @@
 //! target. A new workload is a variant here, a `step` arm (or, for streams, a driver like
 //! [`watch_fanout`]), and the client operation it needs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,22 @@ pub struct Measured {
     pub missed: u64,
     /// The server's resident memory per open, idle watcher, KiB (with `--server-pid`).
     pub rss_per_watcher_kib: Option<f64>,
+    /// Operations that went in, warm-up included (what attached watchers must receive).
+    pub all_ops: u64,
+    /// What attached watchers received (closed-loop runs with `--watchers-attached`).
+    pub fanout: Option<Fanout>,
+}
+
+/// What the watchers attached to a closed-loop run received.
+pub struct Fanout {
+    /// Change events received during the measured window.
+    pub events: u64,
+    /// The server's CPU seconds during the measured window (with `--server-pid`).
+    pub server_cpu_s: Option<f64>,
+    /// Events written before the writers stopped and not received 1 s after.
+    pub late_after_1s: u64,
+    /// From the writers' stop until the last event arrived (at most [`DRAIN`]).
+    pub catch_up: Duration,
 }
 
 impl Measured {
@@ -67,6 +84,8 @@ impl Measured {
             conflicts: 0,
             missed: 0,
             rss_per_watcher_kib: None,
+            all_ops: 0,
+            fanout: None,
         })
     }
 
@@ -76,6 +95,7 @@ impl Measured {
         self.errors += other.errors;
         self.conflicts += other.conflicts;
         self.missed += other.missed;
+        self.all_ops += other.all_ops;
         Ok(())
     }
 }
@@ -185,6 +205,7 @@ async fn closed_loop_client<C: Client>(
         match result {
             Ok(true) => {
                 op_start = None;
+                m.all_ops += 1;
                 if measured {
                     m.ops += 1;
                     m.hist.record((t.elapsed().as_micros() as u64).max(1))?;
@@ -214,14 +235,51 @@ async fn closed_loop_client<C: Client>(
 }
 
 /// Runs `args.clients` closed-loop clients for warm-up + duration, with
-/// `--watchers-attached` watchers reading every change under `bench/` meanwhile.
+/// `--watchers-attached` watchers reading every change under `bench/` meanwhile: then it
+/// also counts the events they receive and, after the run, waits (at most [`DRAIN`]) for
+/// the ones still on their way.
+///
+/// The watchers run on a runtime of their own (their connections included), so that the
+/// load generator's thousands of reading tasks never queue in front of its writers: the
+/// writers then compete with them for the CPU as threads, not as one task among thousands.
 pub async fn closed_loop<C: Client>(args: Arc<Args>, value: Bytes) -> Result<Measured> {
-    let watchers = open_watchers::<C>(&args, "bench/", args.watchers_attached).await?;
-    let drains: Vec<_> = watchers
-        .into_iter()
-        .map(|mut w| tokio::spawn(async move { while let Ok(true) = w.drain().await {} }))
-        .collect();
+    let received = Arc::new(AtomicU64::new(0));
+    let watch_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("watchers")
+        .enable_all()
+        .build()?;
+    {
+        let (args, received) = (args.clone(), received.clone());
+        watch_runtime
+            .spawn(async move {
+                let watchers = open_watchers::<C>(&args, "bench/", args.watchers_attached).await?;
+                for mut w in watchers {
+                    let received = received.clone();
+                    tokio::spawn(async move {
+                        while let Ok(Some(n)) = w.drain().await {
+                            received.fetch_add(n, Ordering::Relaxed);
+                        }
+                    });
+                }
+                anyhow::Ok(())
+            })
+            .await??;
+    }
     let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(args.warmup);
+    let end = warm_end + Duration::from_secs_f64(args.duration);
+    let server_pid = args.server_pid;
+    let server_cpu = move || server_pid.and_then(|p| crate::process_cpu_seconds(&p.to_string()));
+    let window = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(warm_end.into()).await;
+            let first = (received.load(Ordering::Relaxed), server_cpu());
+            tokio::time::sleep_until(end.into()).await;
+            (first, (received.load(Ordering::Relaxed), server_cpu()))
+        })
+    };
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| {
             tokio::spawn(closed_loop_client::<C>(
@@ -236,9 +294,34 @@ pub async fn closed_loop<C: Client>(args: Arc<Args>, value: Bytes) -> Result<Mea
     for t in tasks {
         total.add(&t.await??)?;
     }
-    for d in drains {
-        d.abort();
+    let ((events0, cpu0), (events1, cpu1)) = window.await?;
+    if args.watchers_attached > 0 {
+        let stopped = Instant::now();
+        let expected = match args.workload {
+            Workload::Put => total.all_ops * args.watchers_attached as u64,
+            _ => 0,
+        };
+        let mut late_after_1s = None;
+        let mut catch_up = DRAIN;
+        while stopped.elapsed() < DRAIN {
+            let got = received.load(Ordering::Relaxed);
+            if got >= expected {
+                catch_up = stopped.elapsed();
+                break;
+            }
+            if late_after_1s.is_none() && stopped.elapsed() >= Duration::from_secs(1) {
+                late_after_1s = Some(expected - got);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        total.fanout = Some(Fanout {
+            events: events1 - events0,
+            server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+            late_after_1s: late_after_1s.unwrap_or(0),
+            catch_up,
+        });
     }
+    watch_runtime.shutdown_background();
     Ok(total)
 }
 

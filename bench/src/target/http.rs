@@ -8,7 +8,8 @@ use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{counter, Client, NoWatch, Swap, Watch};
+pub use super::sse::KeelWatch;
+use super::{counter, Client, NoWatch, Swap};
 use crate::workload::Workload;
 
 /// One keep-alive HTTP/1.1 connection.
@@ -132,109 +133,7 @@ impl Client for Keel {
     /// An SSE stream on its own connection (HTTP/1.1 carries one stream per connection),
     /// as a browser's `EventSource` would hold it.
     async fn watch(&mut self, prefix: &str) -> Result<KeelWatch> {
-        let stream = TcpStream::connect(&self.0.host)
-            .await
-            .with_context(|| format!("connect {}", self.0.host))?;
-        stream.set_nodelay(true)?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(format!("/v1/watch?prefix={prefix}"))
-            .header(hyper::header::HOST, &self.0.host)
-            .header(hyper::header::ACCEPT, "text/event-stream")
-            .body(Full::new(Bytes::new()))?;
-        let resp = sender.send_request(req).await?;
-        if !resp.status().is_success() {
-            bail!("watch: {}", resp.status());
-        }
-        let mut w = KeelWatch {
-            body: resp.into_body(),
-            buf: Vec::new(),
-        };
-        // The stream opens with a progress event naming the revision it starts after.
-        w.next_event()
-            .await?
-            .context("watch stream ended at once")?;
-        Ok(w)
-    }
-}
-
-/// One SSE watch stream.
-pub struct KeelWatch {
-    body: hyper::body::Incoming,
-    buf: Vec<u8>,
-}
-
-impl KeelWatch {
-    /// The next named event as (name, data), or `None` at the end of the stream.
-    async fn next_event(&mut self) -> Result<Option<(String, String)>> {
-        let (mut name, mut data) = (String::new(), String::new());
-        loop {
-            while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                let line = std::str::from_utf8(&line)?.trim_end();
-                if line.is_empty() {
-                    if !name.is_empty() {
-                        return Ok(Some((name, data)));
-                    }
-                    data.clear();
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    name = v.to_owned();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-            match self.body.frame().await {
-                None => return Ok(None),
-                Some(frame) => {
-                    if let Ok(bytes) = frame?.into_data() {
-                        self.buf.extend_from_slice(&bytes);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The part of a change message the fan-out workload reads.
-#[derive(serde::Deserialize)]
-struct Change {
-    events: Vec<ChangeEvent>,
-}
-
-#[derive(serde::Deserialize)]
-struct ChangeEvent {
-    value: Option<String>,
-}
-
-impl Watch for KeelWatch {
-    async fn next(&mut self) -> Result<Option<Vec<Bytes>>> {
-        loop {
-            let Some((name, data)) = self.next_event().await? else {
-                return Ok(None);
-            };
-            if name != "change" {
-                continue;
-            }
-            let change: Change = serde_json::from_str(&data)?;
-            let values = change
-                .events
-                .into_iter()
-                .filter_map(|e| e.value.map(Bytes::from))
-                .collect();
-            return Ok(Some(values));
-        }
-    }
-
-    async fn drain(&mut self) -> Result<bool> {
-        Ok(match self.body.frame().await {
-            None => false,
-            Some(frame) => {
-                frame?;
-                true
-            }
-        })
+        KeelWatch::open(&self.0.host, prefix).await
     }
 }
 

@@ -11,8 +11,10 @@ use crate::workload::Workload;
 
 pub mod etcd;
 pub mod http;
+pub mod keel_ws;
 pub mod nats;
 pub mod redis;
+pub mod sse;
 
 /// Result of one compare-and-swap attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +30,11 @@ pub trait Watch: Send + 'static {
     /// The next batch of values, or `None` once the stream has ended.
     fn next(&mut self) -> impl Future<Output = Result<Option<Vec<Bytes>>>> + Send;
 
-    /// Reads whatever arrives next without decoding it (a watcher that only keeps up);
-    /// false once the stream has ended.
-    fn drain(&mut self) -> impl Future<Output = Result<bool>> + Send {
-        async { Ok(self.next().await?.is_some()) }
+    /// Reads whatever arrives next with as little decoding as the protocol allows (a
+    /// watcher that only keeps up and counts): the number of change events in it, or `None`
+    /// once the stream has ended.
+    fn drain(&mut self) -> impl Future<Output = Result<Option<u64>>> + Send {
+        async { Ok(self.next().await?.map(|values| values.len() as u64)) }
     }
 }
 

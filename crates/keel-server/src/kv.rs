@@ -70,7 +70,15 @@ async fn block(
     let wait =
         crate::parse_duration(wait).map_err(|e| ApiError::query(format!("wait {wait:?}: {e}")))?;
     let reader = state.node.state();
-    wait_for_change(reader, &filter, after_revision, wait, state.closing.clone()).await;
+    wait_for_change(
+        &state.hub,
+        reader,
+        &filter,
+        after_revision,
+        wait,
+        state.closing.clone(),
+    )
+    .await;
     Ok(())
 }
 
@@ -149,7 +157,7 @@ pub(crate) async fn put(
         lease: q.lease,
         if_revision: q.if_revision,
     };
-    match state.node.propose(command.into()).await? {
+    match state.propose(command.into()).await? {
         Outcome::Kv(KvOutcome::Put { revision }) => Ok(Json(RevisionResponse { revision })),
         other => Err(unexpected(other)),
     }
@@ -171,7 +179,7 @@ pub(crate) async fn delete(
         key,
         if_revision: q.if_revision,
     };
-    match state.node.propose(command.into()).await? {
+    match state.propose(command.into()).await? {
         Outcome::Kv(KvOutcome::Deleted { revision, deleted }) => {
             Ok(Json(DeleteResponse { revision, deleted }))
         }
@@ -202,7 +210,6 @@ pub(crate) async fn delete_range(
         }
     };
     match state
-        .node
         .propose(KvCommand::DeletePrefix { prefix }.into())
         .await?
     {
@@ -284,7 +291,7 @@ pub(crate) async fn incr(
         key,
         by: q.by.unwrap_or(1),
     };
-    match state.node.propose(command.into()).await? {
+    match state.propose(command.into()).await? {
         Outcome::Kv(KvOutcome::Incr { value, revision }) => {
             Ok(Json(IncrResponse { value, revision }))
         }

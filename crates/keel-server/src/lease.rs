@@ -58,11 +58,7 @@ pub(crate) async fn grant(
 ) -> Result<(StatusCode, Json<LeaseResponse>), ApiError> {
     let req: LeaseGrantRequest = json_body(&state.config, body).await?;
     let ttl_ms = ttl_ms(&req)?;
-    match state
-        .node
-        .propose(LeaseCommand::Grant { ttl_ms }.into())
-        .await?
-    {
+    match state.propose(LeaseCommand::Grant { ttl_ms }.into()).await? {
         Outcome::Lease(LeaseOutcome::Granted(l)) => {
             // A new lease may be due sooner than anything the expiry duty waits for.
             state.lease_expiry.wake();
@@ -83,11 +79,7 @@ pub(crate) async fn keepalive(
     PathText(id): PathText,
 ) -> Result<Json<LeaseResponse>, ApiError> {
     let id = parse_id(&id)?;
-    match state
-        .node
-        .propose(LeaseCommand::KeepAlive { id }.into())
-        .await?
-    {
+    match state.propose(LeaseCommand::KeepAlive { id }.into()).await? {
         Outcome::Lease(LeaseOutcome::Granted(l)) => Ok(Json(LeaseResponse {
             id: l.id,
             ttl_ms: l.ttl_ms,
@@ -101,11 +93,7 @@ pub(crate) async fn revoke(
     PathText(id): PathText,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
-    match state
-        .node
-        .propose(LeaseCommand::Revoke { id }.into())
-        .await?
-    {
+    match state.propose(LeaseCommand::Revoke { id }.into()).await? {
         Outcome::Lease(LeaseOutcome::Revoked { revision, deleted }) => {
             Ok(Json(LeaseRevokeResponse { revision, deleted }))
         }

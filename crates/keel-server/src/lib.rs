@@ -45,8 +45,17 @@ pub struct ServerConfig {
     pub max_list_limit: usize,
     /// Most watches one WebSocket may hold.
     pub max_watches_per_socket: usize,
+    /// Under a fast writer, how long the watch fan-out gathers changes before it hands them
+    /// to watchers, so that each watcher writes several at once (zero: every change is
+    /// handed out on its own). The first change after a quiet spell is never held back.
+    pub watch_batch: std::time::Duration,
     /// Origins (`scheme://host[:port]`) whose web pages may call the API (CORS).
     pub cors_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// The default of [`ServerConfig::watch_batch`].
+    pub const DEFAULT_WATCH_BATCH: std::time::Duration = std::time::Duration::from_millis(5);
 }
 
 impl Default for ServerConfig {
@@ -58,6 +67,7 @@ impl Default for ServerConfig {
             default_list_limit: 1_000,
             max_list_limit: 10_000,
             max_watches_per_socket: 1_000,
+            watch_batch: Self::DEFAULT_WATCH_BATCH,
             cors_origins: Vec::new(),
         }
     }
@@ -85,8 +95,20 @@ pub(crate) struct Shared {
     pub(crate) lease_expiry: duty::Waker,
     /// Becomes true when the server starts shutting down: long-lived streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
-    /// Encoded SSE change messages shared between watch streams.
-    pub(crate) sse_frames: Arc<stream::FrameCache>,
+    /// Hands applied changes to the watches and blocking reads they concern.
+    pub(crate) hub: Arc<watch::Hub>,
+}
+
+impl Shared {
+    /// Proposes a client's write, once the watch fan-out admits it (see
+    /// [`watch::Hub::admit`]), and waits for its outcome.
+    pub(crate) async fn propose(
+        &self,
+        command: keel_state::Command,
+    ) -> Result<keel_state::Outcome, keel_raft::ProposeError> {
+        self.hub.admit().await;
+        self.node.propose(command).await
+    }
 }
 
 /// Builds the router for `node`.
@@ -145,13 +167,14 @@ pub async fn serve(
         // Watches and blocking reads end now, so that graceful shutdown does not wait on them.
         closing_tx.send_replace(true);
     };
+    let hub = watch::Hub::spawn(node.state(), config.watch_batch, closing.clone());
     let state = AppState(Arc::new(Shared {
         node,
         config,
         metrics,
         lease_expiry: lease_expiry.waker(),
         closing,
-        sse_frames: Arc::default(),
+        hub,
     }));
     let result = axum::serve(listener, router(state, cors))
         .with_graceful_shutdown(stop)

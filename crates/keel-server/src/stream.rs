@@ -1,8 +1,9 @@
 //! `GET /v1/watch`: one watch as Server-Sent Events, or many watches on one WebSocket.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,24 +13,28 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use keel_wire::{
     Code, WatchChange, WatchCompacted, WatchProgress, WatchSnapshot, WsMessage, WsRequest, WsWatch,
 };
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
 
 use crate::extract::Q;
 use crate::respond::read_point;
-use crate::watch::{closed, Filter, Message, Start, WatchSpec, Watcher};
+use crate::watch::{closed, Doorbell, Encoding, Filter, Message, Start, WatchSpec, Watcher};
 use crate::{ApiError, AppState};
 
 /// How soon a browser's `EventSource` reconnects after losing the stream.
 const SSE_RETRY: Duration = Duration::from_millis(1000);
-/// Messages a WebSocket's watches may queue before they wait for the socket.
-const WS_QUEUE: usize = 64;
+/// Most messages one write of an SSE stream carries (a watcher that is behind sends what it
+/// has in one write, in pieces of this size).
+const SSE_BATCH: usize = 256;
+/// Most messages one watch of a WebSocket sends before the socket's other watches have
+/// their turn.
+const WS_BATCH: usize = 64;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -103,17 +108,30 @@ pub(crate) async fn watch(
     if !matches!(start, Start::From(_)) {
         read_point(&state, false).await?;
     }
-    let watcher = Watcher::open(state.node.state().clone(), spec, state.closing.clone());
-    let frames = state.sse_frames.clone();
+    let watcher = Watcher::open(&state.hub, state.node.state().clone(), spec, Arc::default());
     let retry = futures_util::stream::once(async {
         Ok::<_, Infallible>(Bytes::from(format!("retry: {}\n\n", SSE_RETRY.as_millis())))
     });
-    let events = futures_util::stream::unfold(watcher, move |mut w| {
-        let frames = frames.clone();
-        async move {
-            let m = w.next().await?;
-            Some((Ok(sse_frame(&w, m, &frames)), w))
+    let stream = SseStream {
+        watcher,
+        closing: state.closing.clone(),
+        progress_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        batch: Vec::new(),
+    };
+    let events = futures_util::stream::unfold(stream, |mut s| async move {
+        s.watcher
+            .next_batch(
+                &mut s.batch,
+                SSE_BATCH,
+                &mut s.closing,
+                &mut s.progress_timer,
+            )
+            .await;
+        if s.batch.is_empty() {
+            return None;
         }
+        let bytes = sse_frames(&s.watcher, &mut s.batch);
+        Some((Ok(bytes), s))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -139,7 +157,29 @@ fn frame(name: &str, id: Option<u64>, data: &impl serde::Serialize) -> Bytes {
     Bytes::from(buf)
 }
 
-fn sse_frame(w: &Watcher, m: Message, frames: &FrameCache) -> Bytes {
+/// What an SSE stream carries between writes.
+struct SseStream {
+    watcher: Watcher,
+    closing: tokio::sync::watch::Receiver<bool>,
+    progress_timer: Pin<Box<Sleep>>,
+    batch: Vec<Message>,
+}
+
+/// The messages of `batch` as one write (emptying it).
+fn sse_frames(w: &Watcher, batch: &mut Vec<Message>) -> Bytes {
+    if batch.len() == 1 {
+        if let Some(m) = batch.pop() {
+            return sse_frame(w, m);
+        }
+    }
+    let mut buf = BytesMut::new();
+    for m in batch.drain(..) {
+        buf.extend_from_slice(&sse_frame(w, m));
+    }
+    buf.freeze()
+}
+
+fn sse_frame(w: &Watcher, m: Message) -> Bytes {
     match m {
         Message::Snapshot { revision, items } => frame(
             "snapshot",
@@ -148,12 +188,18 @@ fn sse_frame(w: &Watcher, m: Message, frames: &FrameCache) -> Bytes {
         ),
         Message::Change { set, whole } => {
             let render = || {
-                let events = w.events(&set);
-                let revision = set.revision;
+                let events = w.events(&set.set);
+                let revision = set.set.revision;
                 frame("change", Some(revision), &WatchChange { revision, events })
             };
             if whole {
-                frames.get_or_render(set.revision, w.prev_value(), render)
+                // Every stream that sends this set whole sends the same bytes: encode once.
+                let encoding = if w.prev_value() {
+                    Encoding::SsePrev
+                } else {
+                    Encoding::Sse
+                };
+                set.encoded(encoding, render)
             } else {
                 render()
             }
@@ -167,39 +213,34 @@ fn sse_frame(w: &Watcher, m: Message, frames: &FrameCache) -> Bytes {
     }
 }
 
-/// The encoded SSE messages of the latest whole change sets, shared by every stream that
-/// sends the same one: with a thousand watchers on a prefix, a write is encoded once, not a
-/// thousand times.
-#[derive(Default)]
-pub(crate) struct FrameCache(Mutex<VecDeque<(u64, bool, Bytes)>>);
-
-/// Encoded messages kept.
-const FRAME_CACHE: usize = 64;
-
-impl FrameCache {
-    fn get_or_render(
-        &self,
-        revision: u64,
-        prev_value: bool,
-        render: impl FnOnce() -> Bytes,
-    ) -> Bytes {
-        let hit = {
-            let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            cache
-                .iter()
-                .find(|(r, p, _)| *r == revision && *p == prev_value)
-                .map(|(_, _, b)| b.clone())
-        };
-        if let Some(bytes) = hit {
-            return bytes;
+/// One watch message as WebSocket text. A whole change set's events are encoded once and
+/// shared by every watch that sends them; the rest of the message is the watch's own.
+fn ws_text(id: &str, w: &Watcher, m: Message) -> String {
+    match m {
+        Message::Change { set, whole: true } => {
+            let encoding = if w.prev_value() {
+                Encoding::WsEventsPrev
+            } else {
+                Encoding::WsEvents
+            };
+            let events = set.encoded(encoding, || {
+                serde_json::to_vec(&w.events(&set.set))
+                    .map(Bytes::from)
+                    .unwrap_or_else(|_| Bytes::from_static(b"[]"))
+            });
+            // The same bytes serde writes for a `WsMessage` with id, revision and events.
+            let id = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned());
+            let mut text = String::with_capacity(id.len() + events.len() + 40);
+            text.push_str("{\"id\":");
+            text.push_str(&id);
+            text.push_str(",\"revision\":");
+            text.push_str(&set.set.revision.to_string());
+            text.push_str(",\"events\":");
+            text.push_str(&String::from_utf8_lossy(&events));
+            text.push('}');
+            text
         }
-        let bytes = render();
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= FRAME_CACHE {
-            cache.pop_front();
-        }
-        cache.push_back((revision, prev_value, bytes.clone()));
-        bytes
+        m => serde_json::to_string(&ws_message(id, w, m)).unwrap_or_default(),
     }
 }
 
@@ -214,8 +255,8 @@ fn ws_message(id: &str, w: &Watcher, m: Message) -> WsMessage {
             out.items = Some(items);
         }
         Message::Change { set, .. } => {
-            out.revision = Some(set.revision);
-            out.events = Some(w.events(&set));
+            out.revision = Some(set.set.revision);
+            out.events = Some(w.events(&set.set));
         }
         Message::Progress { revision } => out.progress = Some(revision),
         Message::Compacted { compact_revision } => out.compacted = Some(compact_revision),
@@ -231,31 +272,41 @@ fn ws_error(id: &str, e: ApiError) -> WsMessage {
     }
 }
 
-async fn send(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, ws::Message>,
-    m: &WsMessage,
-) -> Result<(), ()> {
+type WsSink = SplitSink<WebSocket, ws::Message>;
+
+async fn send(sink: &mut WsSink, m: &WsMessage) -> Result<(), ()> {
     let text = serde_json::to_string(m).map_err(|_| ())?;
     sink.send(ws::Message::Text(text.into()))
         .await
         .map_err(|_| ())
 }
 
-/// One WebSocket: reads watch and cancel requests, and writes every watch's messages. Each
-/// watch runs as its own task feeding one bounded queue, so a slow socket makes its watches
-/// wait (and, if they fall behind the broadcast, catch up from history) without affecting
-/// anyone else.
+/// One WebSocket: reads watch and cancel requests, and writes every watch's messages. All of
+/// the socket's watches share one doorbell: when any of them has something, the session
+/// takes what each has (a bounded number per watch, in turn) and writes it all with one
+/// flush. A slow socket makes its watches wait (and, if they fall behind, catch up from
+/// history) without affecting anyone else.
 async fn session(socket: WebSocket, state: AppState) {
     let (mut sink, mut incoming) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<WsMessage>(WS_QUEUE);
-    let mut watches: HashMap<String, AbortHandle> = HashMap::new();
+    let doorbell = Arc::new(Doorbell::default());
+    let mut watches: HashMap<String, Watcher> = HashMap::new();
     let mut closing = state.closing.clone();
+    let mut progress_timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut batch = Vec::new();
     loop {
+        let Ok((more, due)) = flush_ready(&mut sink, &mut watches, &mut batch).await else {
+            break;
+        };
+        let idle_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        if progress_timer.deadline() != idle_until {
+            progress_timer.as_mut().reset(idle_until);
+        }
         tokio::select! {
+            biased;
             frame = incoming.next() => {
                 let reply = match frame {
                     Some(Ok(ws::Message::Text(text))) => {
-                        request(&state, text.as_str(), &mut watches, &out_tx)
+                        request(&state, text.as_str(), &mut watches, &doorbell)
                     }
                     Some(Ok(ws::Message::Binary(_))) => Some(ws_error("", ApiError::new(Code::InvalidJson, "send watch requests as JSON text messages",
                     ))),
@@ -268,28 +319,54 @@ async fn session(socket: WebSocket, state: AppState) {
                     }
                 }
             }
-            Some(m) = out_rx.recv() => {
-                if send(&mut sink, &m).await.is_err() {
-                    break;
-                }
-            }
             _ = closed(&mut closing) => {
                 let _ = sink.send(ws::Message::Close(None)).await;
                 break;
             }
+            _ = std::future::ready(()), if more => {}
+            _ = doorbell.rung() => {}
+            _ = progress_timer.as_mut() => {}
         }
     }
-    for handle in watches.values() {
-        handle.abort();
+}
+
+/// Writes what every watch of a socket has ready, with one flush; drops the watches that
+/// ended. Returns whether some watch has more (it reached its share) and the earliest
+/// progress deadline.
+async fn flush_ready(
+    sink: &mut WsSink,
+    watches: &mut HashMap<String, Watcher>,
+    batch: &mut Vec<Message>,
+) -> Result<(bool, Option<Instant>), ()> {
+    let now = Instant::now();
+    let (mut sent, mut more, mut due) = (false, false, None::<Instant>);
+    for (id, w) in watches.iter_mut() {
+        if w.may_be_ready(now) {
+            w.ready(batch, WS_BATCH);
+            more |= batch.len() >= WS_BATCH;
+            for m in batch.drain(..) {
+                sink.feed(ws::Message::Text(ws_text(id, w, m).into()))
+                    .await
+                    .map_err(|_| ())?;
+                sent = true;
+            }
+        }
+        let d = w.progress_due();
+        due = Some(due.map_or(d, |e| e.min(d)));
     }
+    watches.retain(|_, w| !w.ended());
+    if sent {
+        sink.flush().await.map_err(|_| ())?;
+    }
+    Ok((more, due))
 }
 
 /// Handles one request; returns the immediate reply, if any.
 fn request(
     state: &AppState,
     text: &str,
-    watches: &mut HashMap<String, AbortHandle>,
-    out: &mpsc::Sender<WsMessage>,
+    watches: &mut HashMap<String, Watcher>,
+    doorbell: &Arc<Doorbell>,
 ) -> Option<WsMessage> {
     let req: WsRequest = match serde_json::from_str(text) {
         Ok(r) => r,
@@ -307,14 +384,11 @@ fn request(
     };
     match req {
         WsRequest::Cancel { id } => Some(match watches.remove(&id) {
-            Some(handle) => {
-                handle.abort();
-                WsMessage {
-                    id,
-                    canceled: Some(true),
-                    ..Default::default()
-                }
-            }
+            Some(_) => WsMessage {
+                id,
+                canceled: Some(true),
+                ..Default::default()
+            },
             None => ws_error(
                 &id,
                 ApiError::new(
@@ -325,7 +399,7 @@ fn request(
         }),
         WsRequest::Watch(w) => {
             let id = w.id.clone();
-            match start_watch(state, w, watches, out) {
+            match start_watch(state, w, watches, doorbell) {
                 Ok(()) => None,
                 Err(e) => Some(ws_error(&id, e)),
             }
@@ -336,10 +410,9 @@ fn request(
 fn start_watch(
     state: &AppState,
     w: WsWatch,
-    watches: &mut HashMap<String, AbortHandle>,
-    out: &mpsc::Sender<WsMessage>,
+    watches: &mut HashMap<String, Watcher>,
+    doorbell: &Arc<Doorbell>,
 ) -> Result<(), ApiError> {
-    watches.retain(|_, h| !h.is_finished());
     if watches.contains_key(&w.id) {
         return Err(ApiError::new(
             Code::DuplicateWatch,
@@ -360,17 +433,12 @@ fn start_watch(
         prev_value: w.prev_value,
         progress: WatchSpec::progress_interval(w.progress.as_deref())?,
     };
-    let mut watcher = Watcher::open(state.node.state().clone(), spec, state.closing.clone());
-    let out = out.clone();
-    let id = w.id;
-    let task_id = id.clone();
-    let task = tokio::spawn(async move {
-        while let Some(m) = watcher.next().await {
-            if out.send(ws_message(&task_id, &watcher, m)).await.is_err() {
-                break;
-            }
-        }
-    });
-    watches.insert(id, task.abort_handle());
+    let watcher = Watcher::open(
+        &state.hub,
+        state.node.state().clone(),
+        spec,
+        doorbell.clone(),
+    );
+    watches.insert(w.id, watcher);
     Ok(())
 }

@@ -167,7 +167,7 @@ pub(crate) async fn txn(
 ) -> Result<Json<TxnResponse>, ApiError> {
     let req: TxnRequest = json_body(&state.config, body).await?;
     let txn = parse_txn(&state.config, req)?;
-    match state.node.propose(txn.into()).await? {
+    match state.propose(txn.into()).await? {
         Outcome::Txn(out) => Ok(Json(TxnResponse {
             succeeded: out.succeeded,
             revision: out.revision,

@@ -94,6 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_request_size: settings.max_request_size,
         max_watches_per_socket: settings.max_watches_per_connection,
         cors_origins: settings.cors_origins.clone(),
+        watch_batch: settings.watch_batch,
         ..ServerConfig::default()
     };
     keel_server::serve(node.clone(), listener, config, metrics, shutdown_signal())

@@ -2,6 +2,7 @@
 //! [`Settings::default`], which the `--help` text shows and [`resolve`] falls back to.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -95,7 +96,15 @@ pub struct ServeArgs {
     /// https://app.example.com.
     #[arg(long, env = "KEEL_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Under a fast writer, how long watch fan-out gathers changes so that each watcher
+    /// writes several at once (0s: each change on its own; the first change after a quiet
+    /// spell is never held back).
+    #[arg(long, env = "KEEL_WATCH_BATCH")]
+    pub watch_batch: Option<String>,
 }
+
+/// The longest `--watch-batch`: a watcher never waits longer than this for a change.
+const MAX_WATCH_BATCH: Duration = Duration::from_secs(1);
 
 /// Settings as they may appear in the TOML file.
 #[derive(Deserialize, Default, Debug)]
@@ -112,6 +121,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     max_watches_per_connection: Option<usize>,
     cors_origins: Option<Vec<String>>,
+    watch_batch: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -128,6 +138,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub max_watches_per_connection: usize,
     pub cors_origins: Vec<String>,
+    pub watch_batch: Duration,
 }
 
 impl Default for Settings {
@@ -146,6 +157,7 @@ impl Default for Settings {
             log_format: LogFormat::Human,
             max_watches_per_connection: server.max_watches_per_socket,
             cors_origins: server.cors_origins,
+            watch_batch: server.watch_batch,
         }
     }
 }
@@ -177,6 +189,7 @@ impl Settings {
                 self.max_watches_per_connection.to_string(),
             ),
             ("cors_origins", cors),
+            ("watch_batch", format!("{}ms", self.watch_batch.as_millis())),
         ]
     }
 }
@@ -228,6 +241,11 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
             .map(|o| o.trim().to_owned())
             .filter(|o| !o.is_empty())
             .collect(),
+        watch_batch: match args.watch_batch.or(file.watch_batch) {
+            Some(text) => keel_server::parse_duration(&text)
+                .map_err(|e| anyhow::anyhow!("--watch-batch: {e}"))?,
+            None => d.watch_batch,
+        },
     };
     if s.node_id == 0 {
         bail!("--node-id must be at least 1");
@@ -245,6 +263,12 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
         if !(origin.starts_with("http://") || origin.starts_with("https://")) {
             bail!("--cors-origins: {origin:?} is not an origin (scheme://host[:port])");
         }
+    }
+    if s.watch_batch > MAX_WATCH_BATCH {
+        bail!(
+            "--watch-batch may hold changes back at most {} ms",
+            MAX_WATCH_BATCH.as_millis()
+        );
     }
     if s.segment_size < 4096 {
         bail!("--segment-size must be at least 4096 bytes");

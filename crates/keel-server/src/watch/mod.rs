@@ -1,13 +1,16 @@
 //! Watches: one ordered, gap-free feed of changes to a key or a prefix, shared by the SSE and
 //! WebSocket streams and by blocking reads.
 //!
-//! A [`Watcher`] delivers every change set with a revision at or after its `next` revision,
-//! each exactly once and in order. It first catches up from the store's history window (a
-//! bounded chunk at a time, under the read lock), then follows the applied-change broadcast.
-//! The broadcast is a fixed ring shared by all watchers: a watcher that falls behind (its
-//! client stopped reading) is told it lagged and catches up from history again, and if the
+//! A [`Watcher`] delivers every change set with a revision at or after its `next` revision
+//! that touches a watched key, each exactly once and in order. It first catches up from the
+//! store's history window (a bounded chunk at a time, under the read lock), then takes what
+//! the fan-out [`Hub`] hands its [`Subscription`]: only the sets it matches, and all of those
+//! pending at once, so a watcher that is behind sends them in one write. A watcher whose
+//! queue overflowed (its client stopped reading) catches up from history again, and if the
 //! history no longer reaches back it is sent `compacted` and ends. So no watcher can slow a
 //! writer or hold more than a bounded amount of memory.
+
+mod hub;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -15,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_raft::StateReader;
-use keel_state::{validate_key, ChangeSet, KeyEventKind, ListQuery, ReadError};
+use keel_state::{validate_key, KeyEventKind, ListQuery, ReadError};
 use keel_wire::{KeyValue as WireKeyValue, WatchEvent, WatchEventType};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
+
+pub(crate) use hub::{Doorbell, Encoding, Hub, Published, Subscription};
 
 use crate::respond::envelope;
 use crate::ApiError;
@@ -30,13 +34,6 @@ const CATCH_UP_CHUNK: usize = 256;
 pub(crate) const DEFAULT_PROGRESS: Duration = Duration::from_secs(10);
 /// Shortest progress interval a client may ask for.
 const MIN_PROGRESS: Duration = Duration::from_millis(100);
-
-/// Why a waiting watcher woke up.
-enum Wake {
-    Change(Result<Arc<ChangeSet>, RecvError>),
-    Progress,
-    Closing,
-}
 
 /// Resolves once the server starts shutting down.
 pub(crate) async fn closed(closing: &mut watch::Receiver<bool>) {
@@ -129,7 +126,7 @@ pub(crate) enum Message {
     /// Every watched change of one revision: the events of `set` that match the filter
     /// (render them with [`Watcher::events`]).
     Change {
-        set: Arc<ChangeSet>,
+        set: Arc<Published>,
         /// Every event of the set matches, so every watcher with the same options sends the
         /// same message (and may share its encoding).
         whole: bool,
@@ -144,32 +141,32 @@ pub(crate) enum Message {
 pub(crate) struct Watcher {
     spec: WatchSpec,
     reader: StateReader,
-    changes: broadcast::Receiver<Arc<ChangeSet>>,
-    closing: watch::Receiver<bool>,
-    /// The next revision to deliver.
+    subscription: Subscription,
+    doorbell: Arc<Doorbell>,
+    /// The next revision to deliver: everything before it has been delivered or does not
+    /// concern this watch.
     next: u64,
-    /// Whether to read the history before listening to the broadcast.
+    /// Whether to read the history before taking what the hub hands out.
     catching_up: bool,
-    backlog: VecDeque<Arc<ChangeSet>>,
+    backlog: VecDeque<Arc<Published>>,
     /// Sent before anything else: the snapshot (`initial`) or the starting revision (now).
     first: Option<Message>,
     last_sent: Instant,
-    /// Fires when the stream has been idle for the progress interval (kept, not re-created,
-    /// across waits: a watcher may wait thousands of times a second).
-    progress_timer: Pin<Box<Sleep>>,
     ended: bool,
 }
 
 impl Watcher {
-    /// Starts a watch. Subscribes to the broadcast before reading the state, so that nothing
-    /// applied in between can be missed (a change seen twice is skipped by revision).
+    /// Starts a watch, announced by `doorbell` whenever it may have something to send (one
+    /// doorbell may serve many watches). Subscribes to the hub before reading the state, so
+    /// that nothing applied in between can be missed (a change seen twice is skipped by
+    /// revision).
     pub(crate) fn open(
+        hub: &Arc<Hub>,
         reader: StateReader,
         spec: WatchSpec,
-        closing: watch::Receiver<bool>,
+        doorbell: Arc<Doorbell>,
     ) -> Watcher {
-        let changes = reader.subscribe();
-        let spec_progress = spec.progress;
+        let subscription = hub.subscribe(spec.filter.clone(), doorbell.clone());
         let (next, first) = reader.read(|s| match spec.start {
             Start::Now => {
                 let revision = s.revision();
@@ -184,38 +181,55 @@ impl Watcher {
         Watcher {
             spec,
             reader,
-            changes,
-            closing,
+            subscription,
+            doorbell,
             next,
             catching_up: true,
             backlog: VecDeque::new(),
             first,
             last_sent: Instant::now(),
-            progress_timer: Box::pin(tokio::time::sleep(spec_progress)),
             ended: false,
         }
     }
 
-    /// The next message, or `None` once the watch has ended (after `compacted`, or when the
-    /// server shuts down).
-    pub(crate) async fn next(&mut self) -> Option<Message> {
-        let m = self.next_inner().await;
-        self.last_sent = Instant::now();
-        m
+    /// Whether the watch has ended (after `compacted`, or when the feed stopped).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
     }
 
-    async fn next_inner(&mut self) -> Option<Message> {
+    /// When this watch owes a progress message if nothing else is sent before.
+    pub(crate) fn progress_due(&self) -> Instant {
+        self.last_sent + self.spec.progress
+    }
+
+    /// Whether [`Watcher::ready`] may have something now (cheap: no lock).
+    pub(crate) fn may_be_ready(&self, now: Instant) -> bool {
+        !self.ended
+            && (self.first.is_some()
+                || self.catching_up
+                || !self.backlog.is_empty()
+                || self.subscription.pending()
+                || now >= self.progress_due())
+    }
+
+    /// Appends to `out` every message ready now, at most `max`, without waiting; a
+    /// progress message if nothing else was due and the stream has been idle long enough.
+    pub(crate) fn ready(&mut self, out: &mut Vec<Message>, max: usize) {
+        let before = out.len();
         if self.ended {
-            return None;
+            return;
         }
         if let Some(first) = self.first.take() {
-            return Some(first);
+            out.push(first);
         }
-        loop {
-            while let Some(set) = self.backlog.pop_front() {
-                if let Some(m) = self.deliver(&set) {
-                    return Some(m);
+        // Everything the hub had handed out up to here is taken below.
+        let mut dispatched = self.subscription.hub().dispatched();
+        while out.len() - before < max {
+            if let Some(set) = self.backlog.pop_front() {
+                if let Some(m) = self.deliver(set) {
+                    out.push(m);
                 }
+                continue;
             }
             if self.catching_up {
                 match self.read_history() {
@@ -223,61 +237,89 @@ impl Watcher {
                     Ok(false) => self.catching_up = false,
                     Err(compact_revision) => {
                         self.ended = true;
-                        return Some(Message::Compacted { compact_revision });
+                        out.push(Message::Compacted { compact_revision });
+                        return;
                     }
                 }
+                dispatched = self.subscription.hub().dispatched();
             }
-            let progress_at = self.last_sent + self.spec.progress;
-            if self.progress_timer.deadline() != progress_at {
-                self.progress_timer.as_mut().reset(progress_at);
+            let taken = self.subscription.take();
+            if taken.overflowed {
+                // Dropped from the queue: the history has them.
+                self.catching_up = true;
+                continue;
             }
-            let wake = tokio::select! {
-                received = self.changes.recv() => Wake::Change(received),
-                _ = self.progress_timer.as_mut() => Wake::Progress,
-                _ = closed(&mut self.closing) => Wake::Closing,
-            };
-            match wake {
-                Wake::Change(Ok(set)) => {
-                    if set.revision > self.next {
-                        // Something between was not seen here: the history has it.
-                        self.catching_up = true;
-                    } else if let Some(m) = self.deliver(&set) {
-                        return Some(m);
-                    }
-                }
-                Wake::Change(Err(RecvError::Lagged(_))) => self.catching_up = true,
-                Wake::Change(Err(RecvError::Closed)) | Wake::Closing => {
+            if taken.sets.is_empty() {
+                if taken.closed {
                     self.ended = true;
-                    return None;
                 }
-                Wake::Progress => {
-                    return Some(Message::Progress {
-                        revision: self.next - 1,
-                    })
+                // Caught up: nothing up to `dispatched` concerns this watch any more.
+                self.next = self.next.max(dispatched + 1);
+                break;
+            }
+            self.backlog.extend(taken.sets);
+        }
+        let now = Instant::now();
+        if out.len() > before {
+            self.last_sent = now;
+        } else if !self.ended && now >= self.progress_due() {
+            out.push(Message::Progress {
+                revision: self.next - 1,
+            });
+            self.last_sent = now;
+        }
+    }
+
+    /// Waits until there is something to send, then appends it (at most `max` messages);
+    /// appends nothing once the watch has ended or the server is closing.
+    pub(crate) async fn next_batch(
+        &mut self,
+        out: &mut Vec<Message>,
+        max: usize,
+        closing: &mut watch::Receiver<bool>,
+        progress_timer: &mut Pin<Box<Sleep>>,
+    ) {
+        loop {
+            self.ready(out, max);
+            if !out.is_empty() || self.ended {
+                return;
+            }
+            // The deadline only moves later as messages go out: let the timer fire early
+            // and re-arm it then, rather than move it for every message.
+            let due = self.progress_due();
+            if progress_timer.is_elapsed() || progress_timer.deadline() > due {
+                progress_timer.as_mut().reset(due);
+            }
+            tokio::select! {
+                _ = self.doorbell.rung() => {}
+                _ = progress_timer.as_mut() => {}
+                _ = closed(closing) => {
+                    self.ended = true;
+                    return;
                 }
             }
         }
     }
 
     /// Moves past `set`; the message for it if it is new and touches a watched key.
-    fn deliver(&mut self, set: &Arc<ChangeSet>) -> Option<Message> {
-        if set.revision < self.next {
+    fn deliver(&mut self, set: Arc<Published>) -> Option<Message> {
+        if set.set.revision < self.next {
             return None;
         }
-        self.next = set.revision + 1;
+        self.next = set.set.revision + 1;
         let (mut keys, mut matching) = (0, 0);
-        for e in set.key_events() {
+        for e in set.set.key_events() {
             keys += 1;
             matching += usize::from(self.spec.filter.matches(&e.key));
         }
-        (matching > 0).then(|| Message::Change {
-            set: set.clone(),
+        (matching > 0).then_some(Message::Change {
+            set,
             whole: matching == keys,
         })
     }
 
     /// The wire events of `set` that this watch covers.
-    pub(crate) fn events(&self, set: &ChangeSet) -> Vec<WatchEvent> {
+    pub(crate) fn events(&self, set: &keel_state::ChangeSet) -> Vec<WatchEvent> {
         set.key_events()
             .filter(|e| self.spec.filter.matches(&e.key))
             .map(|e| wire_event(e, set.revision, self.spec.prev_value))
@@ -302,7 +344,9 @@ impl Watcher {
             Err(ReadError::FutureRevision { .. }) => Ok(Vec::new()),
         })?;
         let more = !chunk.is_empty();
-        self.backlog.extend(chunk);
+        let hub = self.subscription.hub();
+        self.backlog
+            .extend(chunk.iter().map(|set| hub.published(set)));
         Ok(more)
     }
 }
@@ -381,15 +425,17 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(600);
 /// at once if such a change has already happened. Exact however old `after` is: the store
 /// answers from the key's `mod_revision` or tombstone (a key), or from the history and,
 /// beyond it, the keys and tombstones under the prefix (see `Store::prefix_changed_after`);
-/// an unrelated write never wakes the read.
+/// the hub hands the read only the changes it matches, so an unrelated write never wakes it.
 pub(crate) async fn wait_for_change(
+    hub: &Arc<Hub>,
     reader: &StateReader,
     filter: &Filter,
     after: Option<u64>,
     wait: Duration,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut changes = reader.subscribe();
+    let doorbell = Arc::new(Doorbell::default());
+    let subscription = hub.subscribe(filter.clone(), doorbell.clone());
     let changed_since = |after: u64| {
         reader.read(|s| match filter {
             Filter::Key(key) => s.key_changed_after(key, after),
@@ -403,19 +449,15 @@ pub(crate) async fn wait_for_change(
     let deadline = Instant::now() + wait.min(MAX_WAIT);
     loop {
         tokio::select! {
-            received = changes.recv() => match received {
-                Ok(set) => {
-                    if set.revision > after && set.key_events().any(|e| filter.matches(&e.key)) {
-                        return;
-                    }
+            _ = doorbell.rung() => {
+                let taken = subscription.take();
+                if taken.closed
+                    || taken.sets.iter().any(|p| p.set.revision > after)
+                    || (taken.overflowed && changed_since(after))
+                {
+                    return;
                 }
-                Err(RecvError::Lagged(_)) => {
-                    if changed_since(after) {
-                        return;
-                    }
-                }
-                Err(RecvError::Closed) => return,
-            },
+            }
             _ = tokio::time::sleep_until(deadline) => return,
             _ = closed(&mut closing) => return,
         }
