@@ -43,6 +43,8 @@ const RING_SLICE: usize = 16;
 const ROUND_LIMIT: usize = 4096;
 /// Longest the hub waits for a round to be taken before it starts the next.
 const ROUND_CAP: Duration = Duration::from_secs(1);
+/// A round in which no subscription took anything for this long counts as delivered.
+const STALL: Duration = Duration::from_millis(10);
 /// Age of an undelivered round after which writes wait for it (see [`Hub::admit`]).
 const ADMIT_AFTER: Duration = Duration::from_millis(100);
 
@@ -292,6 +294,8 @@ struct HubMetrics {
     dispatch_seconds: metrics::Histogram,
     /// Subscriptions whose queue overflowed (they read the history instead).
     overflows: metrics::Counter,
+    /// Doorbells rung: wake-ups of streams and blocking reads for changes they match.
+    wakeups: metrics::Counter,
     /// How long writes waited for an overdue round.
     admit_wait_seconds: metrics::Histogram,
 }
@@ -327,6 +331,7 @@ impl Hub {
                 round_seconds: metrics::histogram!("keel_watch_round_seconds"),
                 dispatch_seconds: metrics::histogram!("keel_watch_dispatch_seconds"),
                 overflows: metrics::counter!("keel_watch_overflows_total"),
+                wakeups: metrics::counter!("keel_watch_wakeups_total"),
                 admit_wait_seconds: metrics::histogram!("keel_watch_admit_wait_seconds"),
             },
             round: Round::default(),
@@ -484,14 +489,23 @@ impl Hub {
     }
 
     /// Waits until all but a few of the subscriptions rung in this round have taken their
-    /// sets (the slowest, whose clients read slowly, do not hold everyone back), at most
-    /// until `cap`.
+    /// sets, or until none has taken anything for [`STALL`] (the rest are held up by clients
+    /// that read slowly or not at all, and must not hold everyone back), at most until `cap`.
     async fn wait_delivered(&self, cap: Instant, closing: &mut watch::Receiver<bool>) {
         let round = &self.round;
-        while round.outstanding.load(Ordering::Acquire) > round.enough.load(Ordering::Acquire) {
+        let outstanding = || round.outstanding.load(Ordering::Acquire);
+        let mut seen = outstanding();
+        let mut check = Instant::now() + STALL;
+        while outstanding() > round.enough.load(Ordering::Acquire) {
             tokio::select! {
                 _ = round.delivered.notified() => {}
-                _ = tokio::time::sleep_until(cap) => return,
+                _ = tokio::time::sleep_until(check.min(cap)) => {
+                    let now = outstanding();
+                    if now == seen || Instant::now() >= cap {
+                        return;
+                    }
+                    (seen, check) = (now, Instant::now() + STALL);
+                }
                 _ = closed(closing) => return,
             }
         }
@@ -538,6 +552,7 @@ impl Hub {
             drop(registry);
             self.dispatched.fetch_max(p.set.revision, Ordering::Release);
         }
+        self.metrics.wakeups.increment(to_ring.len() as u64);
         // The slowest 1 % (clients that read slowly) do not hold the round back.
         round
             .enough

@@ -6,6 +6,7 @@ mod blocking;
 mod browser;
 mod cli;
 mod crash;
+mod fanout;
 mod fixture;
 mod kv;
 mod lease;
