@@ -18,7 +18,7 @@
 //! store's history, as it does when the hub itself falls behind the broadcast. Nothing is
 //! lost either way, only read from another place.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -30,6 +30,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::Instant;
 
+use super::index::Index;
 use super::{closed, Filter};
 
 /// Change sets a subscription may hold before it is marked overflowed.
@@ -180,83 +181,6 @@ impl Inbox {
     }
 }
 
-/// Watched keys and prefixes, each to the subscriptions watching it.
-#[derive(Default)]
-struct Registry {
-    next_id: u64,
-    keys: HashMap<String, HashMap<u64, Arc<Inbox>>>,
-    prefixes: HashMap<String, HashMap<u64, Arc<Inbox>>>,
-    /// Length of each watched prefix, with how many distinct prefixes have it.
-    prefix_lens: BTreeMap<usize, usize>,
-}
-
-impl Registry {
-    fn insert(&mut self, filter: &Filter, inbox: Arc<Inbox>) -> u64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        match filter {
-            Filter::Key(k) => {
-                self.keys.entry(k.clone()).or_default().insert(id, inbox);
-            }
-            Filter::Prefix(p) => {
-                let group = self.prefixes.entry(p.clone()).or_default();
-                if group.is_empty() {
-                    *self.prefix_lens.entry(p.len()).or_default() += 1;
-                }
-                group.insert(id, inbox);
-            }
-        }
-        id
-    }
-
-    fn remove(&mut self, filter: &Filter, id: u64) {
-        match filter {
-            Filter::Key(k) => {
-                if let Some(group) = self.keys.get_mut(k) {
-                    group.remove(&id);
-                    if group.is_empty() {
-                        self.keys.remove(k);
-                    }
-                }
-            }
-            Filter::Prefix(p) => {
-                let Some(group) = self.prefixes.get_mut(p) else {
-                    return;
-                };
-                group.remove(&id);
-                if group.is_empty() {
-                    self.prefixes.remove(p);
-                    if let Some(n) = self.prefix_lens.get_mut(&p.len()) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.prefix_lens.remove(&p.len());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Every subscription a change to `key` concerns.
-    fn matching<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Arc<Inbox>> + 'a {
-        let exact = self.keys.get(key).into_iter().flat_map(|g| g.values());
-        let under = self
-            .prefix_lens
-            .range(..=key.len())
-            .filter(move |(&len, _)| key.is_char_boundary(len))
-            .filter_map(move |(&len, _)| self.prefixes.get(&key[..len]))
-            .flat_map(|g| g.values());
-        exact.chain(under)
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Arc<Inbox>> {
-        self.keys
-            .values()
-            .chain(self.prefixes.values())
-            .flat_map(|g| g.values())
-    }
-}
-
 /// The round being delivered: the subscriptions rung in it that have not taken their sets.
 #[derive(Default)]
 struct Round {
@@ -305,7 +229,7 @@ pub(crate) struct Hub {
     epoch: Instant,
     metrics: HubMetrics,
     round: Round,
-    registry: Mutex<Registry>,
+    registry: Mutex<Index<Arc<Inbox>>>,
     /// The last change sets handed out, oldest first.
     recent: Mutex<VecDeque<Arc<Published>>>,
     /// Every change set up to this revision has been handed to the subscriptions it
@@ -343,7 +267,7 @@ impl Hub {
         hub
     }
 
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+    fn registry(&self) -> MutexGuard<'_, Index<Arc<Inbox>>> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -11,6 +11,7 @@
 //! writer or hold more than a bounded amount of memory.
 
 mod hub;
+mod index;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
