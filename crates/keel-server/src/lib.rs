@@ -45,9 +45,10 @@ pub struct ServerConfig {
     pub max_list_limit: usize,
     /// Most watches one WebSocket may hold.
     pub max_watches_per_socket: usize,
-    /// Under a fast writer, how long the watch fan-out gathers changes before it hands them
-    /// to watchers, so that each watcher writes several at once (zero: every change is
-    /// handed out on its own). The first change after a quiet spell is never held back.
+    /// Shortest time between two rounds of watch fan-out: under a fast writer each round
+    /// carries what was applied meanwhile, so each watcher writes several changes at once
+    /// (zero: no minimum; rounds still wait for the last one to be delivered). The first
+    /// change after a quiet spell is never held back.
     pub watch_batch: std::time::Duration,
     /// Origins (`scheme://host[:port]`) whose web pages may call the API (CORS).
     pub cors_origins: Vec<String>,

@@ -8,10 +8,15 @@
 //! woken by its doorbell takes everything queued at once and writes it with one send, so a
 //! watcher that is behind catches up in one write rather than one per change.
 //!
-//! Under a fast writer the hub gathers what was applied during `batch` (after the set that
-//! woke it, which goes out at once) and hands it out together: each watcher then wakes once
-//! for several changes instead of once per change, and the writer is not crowded out by
-//! thousands of wake-ups per write. A change applied after a quiet spell is never delayed.
+//! The hub hands changes out in rounds: a round is everything applied while the previous
+//! one was being delivered (and at least `batch` after its start), so under a fast writer a
+//! watcher wakes once for many changes; the first change after a quiet spell goes out at
+//! once. While writes are coming in, the doorbells of a round are rung a slice at a time with
+//! a yield in between, so that thousands of woken watchers never queue in front of every step
+//! of the next write. A round is delivered when all but 1 % of the subscriptions it rang
+//! have taken their sets, or when none has for [`STALL`] (clients that read slowly hold
+//! nobody back). While a round is overdue, [`Hub::admit`] holds new writes, so the watchers'
+//! lag stays bounded.
 //!
 //! A subscription's queue is bounded: a watcher that does not take its sets (its client has
 //! stopped reading) is marked overflowed and its queue emptied; it then catches up from the
@@ -239,8 +244,8 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Starts the hub's task, which follows `reader`'s applied changes until `closing`
-    /// becomes true or the feed ends. `batch` is how long it gathers changes under a fast
-    /// writer (zero: hand each out as it comes).
+    /// becomes true or the feed ends. `batch` is the shortest time between the starts of two
+    /// rounds (zero: none).
     pub(crate) fn spawn(
         reader: &StateReader,
         batch: Duration,

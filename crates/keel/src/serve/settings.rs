@@ -96,9 +96,9 @@ pub struct ServeArgs {
     /// https://app.example.com.
     #[arg(long, env = "KEEL_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
-    /// Under a fast writer, how long watch fan-out gathers changes so that each watcher
-    /// writes several at once (0s: each change on its own; the first change after a quiet
-    /// spell is never held back).
+    /// Shortest time between two rounds of watch fan-out: under a fast writer each round
+    /// carries what was applied meanwhile, so each watcher writes several changes at once
+    /// (0s: no minimum; the first change after a quiet spell is never held back).
     #[arg(long, env = "KEEL_WATCH_BATCH")]
     pub watch_batch: Option<String>,
 }
