@@ -11,7 +11,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::http::Keel;
@@ -19,8 +19,8 @@ use super::{Client, Swap, Watch};
 use crate::workload::Workload;
 
 type Sink = SplitSink<WebSocketStream<TcpStream>, Frame>;
-/// Where the socket's reader sends each watch's messages, by watch id.
-type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Incoming>>>>;
+/// Where the socket's reader sends each watch's messages (the raw text), by watch id.
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Utf8Bytes>>>>;
 
 /// One HTTP connection for reads and writes, and (once a watch is opened) one WebSocket for
 /// every watch opened through this client.
@@ -31,10 +31,16 @@ pub struct KeelWs {
     next_id: u64,
 }
 
-/// The part of a server message the workloads read.
+/// What the socket's reader decodes of each message: only whose it is.
+#[derive(serde::Deserialize)]
+struct Addressed<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+/// The part of a message `next` reads.
 #[derive(serde::Deserialize)]
 struct Incoming {
-    id: String,
     #[serde(default)]
     events: Option<Vec<Event>>,
     #[serde(default)]
@@ -44,6 +50,15 @@ struct Incoming {
 #[derive(serde::Deserialize)]
 struct Event {
     value: Option<String>,
+}
+
+/// The part of a message `drain` reads: how many events, without decoding them.
+#[derive(serde::Deserialize)]
+struct Counted {
+    #[serde(default)]
+    events: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
 }
 
 impl KeelWs {
@@ -63,16 +78,16 @@ impl KeelWs {
             tokio::spawn(async move {
                 while let Some(Ok(frame)) = incoming.next().await {
                     let Frame::Text(text) = frame else { continue };
-                    let Ok(m) = serde_json::from_str::<Incoming>(text.as_str()) else {
+                    let Ok(to) = serde_json::from_str::<Addressed>(text.as_str()) else {
                         continue;
                     };
                     let route = by_id
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .get(&m.id)
+                        .get(to.id.as_ref())
                         .cloned();
                     if let Some(tx) = route {
-                        let _ = tx.send(m);
+                        let _ = tx.send(text);
                     }
                 }
                 // The socket ended: dropping the senders ends every watch on it.
@@ -125,28 +140,32 @@ impl Client for KeelWs {
             .insert(id.clone(), tx);
         let request = serde_json::json!({"op": "watch", "id": id, "prefix": prefix});
         sink.send(Frame::Text(request.to_string().into())).await?;
-        let mut w = KeelWsWatch { rx };
+        let mut w = KeelWsWatch { id, rx };
         match w.rx.recv().await {
-            Some(Incoming { error: Some(e), .. }) => bail!("watch {id}: {e}"),
-            Some(_) => Ok(w),
-            None => bail!("watch {id}: the socket closed"),
+            Some(text) => match serde_json::from_str::<Incoming>(text.as_str())?.error {
+                Some(e) => bail!("watch {}: {e}", w.id),
+                None => Ok(w),
+            },
+            None => bail!("watch {}: the socket closed", w.id),
         }
     }
 }
 
 /// One watch on a shared socket.
 pub struct KeelWsWatch {
-    rx: mpsc::UnboundedReceiver<Incoming>,
+    id: String,
+    rx: mpsc::UnboundedReceiver<Utf8Bytes>,
 }
 
 impl Watch for KeelWsWatch {
     async fn next(&mut self) -> Result<Option<Vec<Bytes>>> {
         loop {
-            let Some(m) = self.rx.recv().await else {
+            let Some(text) = self.rx.recv().await else {
                 return Ok(None);
             };
+            let m: Incoming = serde_json::from_str(text.as_str())?;
             if let Some(e) = m.error {
-                bail!("watch {}: {e}", m.id);
+                bail!("watch {}: {e}", self.id);
             }
             let Some(events) = m.events else {
                 continue; // a progress message
@@ -158,5 +177,23 @@ impl Watch for KeelWsWatch {
                     .collect(),
             ));
         }
+    }
+
+    /// Counts the events of every message queued for this watch, decoding none of them.
+    async fn drain(&mut self) -> Result<Option<u64>> {
+        let Some(first) = self.rx.recv().await else {
+            return Ok(None);
+        };
+        let mut events = 0;
+        let mut text = Some(first);
+        while let Some(t) = text {
+            let m: Counted = serde_json::from_str(t.as_str())?;
+            if m.error.is_some() {
+                bail!("watch {}: {}", self.id, t.as_str());
+            }
+            events += m.events.map_or(0, |e| e.len() as u64);
+            text = self.rx.try_recv().ok();
+        }
+        Ok(Some(events))
     }
 }
