@@ -364,6 +364,32 @@ impl Client {
         self.call(Method::GET, url, None, false).await
     }
 
+    /// The cluster's members and their state, as the leader sees them.
+    pub async fn cluster(&self) -> Result<wire::ClusterStatus> {
+        let url = self.url(&["v1", "cluster"], None, &[])?;
+        self.call(Method::GET, url, None, false).await
+    }
+
+    /// Removes member `id` from the cluster; it stops serving.
+    pub async fn remove_member(&self, id: u64) -> Result<wire::RemoveResponse> {
+        let url = self.url(&["v1", "cluster", "members", &id.to_string()], None, &[])?;
+        self.call(Method::DELETE, url, None, false).await
+    }
+
+    /// Hands leadership to voter `id` and waits until it leads.
+    pub async fn transfer_leader(&self, id: u64) -> Result<wire::LeaderResponse> {
+        let body = serde_json::to_vec(&wire::TransferLeaderRequest { id })
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let url = self.url(&["v1", "cluster", "leader"], None, &[])?;
+        self.call(Method::POST, url, Some(body.into()), true).await
+    }
+
+    /// A digest of the state this node has applied (equal on nodes that applied the same log).
+    pub async fn state_hash(&self) -> Result<wire::StateHash> {
+        let url = self.url(&["v1", "cluster", "state-hash"], None, &[])?;
+        self.call(Method::GET, url, None, false).await
+    }
+
     /// True if the process answers `/healthz` (it is up, whatever its Raft state).
     pub async fn healthy(&self) -> Result<bool> {
         let url = self.url(&["healthz"], None, &[])?;

@@ -5,18 +5,24 @@
 //! names an openraft type, so an upgrade is contained here. The upstream APIs relied on are
 //! listed in the crate README.
 
+mod answer;
 mod clock;
+mod cluster;
 mod codec;
 mod completion;
+mod forward;
 mod log_store;
 mod network;
 mod node;
+pub mod peer;
 mod proposer;
 mod read_index;
 mod state_machine;
 
 pub use clock::Clock;
+pub use cluster::{ask_to_join, ClusterError, Readiness, CAUGHT_UP};
 pub use log_store::LogStore;
+pub use network::Peers;
 pub use node::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadBarrierError};
 pub use state_machine::{StateMachine, StateReader};
 

@@ -11,8 +11,9 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
+use crate::forward::Forwarder;
 use crate::log_store::LogStore;
-use crate::network::Network;
+use crate::network::{Network, Peers};
 use crate::proposer::Proposer;
 use crate::read_index::ReadIndex;
 use crate::state_machine::{StateMachine, StateReader};
@@ -35,6 +36,21 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// Where proposals get their time from.
     pub clock: Clock,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long a follower waits without hearing from a leader before it stands for
+    /// election (randomised between this and 1.5 times this).
+    pub election_timeout: Duration,
+    /// How long a write or a linearizable read may wait for a quorum before it fails with
+    /// [`ProposeError::NoQuorum`].
+    pub request_timeout: Duration,
+    /// The most voters the leader promotes learners to; further nodes stay learners.
+    pub max_voters: usize,
+    /// Whether an empty data directory forms a new one-member group. False for a node that
+    /// joins an existing cluster: it waits to be added.
+    pub bootstrap: bool,
+    /// How this node reaches the others.
+    pub peers: Peers,
 }
 
 impl NodeConfig {
@@ -42,6 +58,14 @@ impl NodeConfig {
     pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
     /// The default of [`NodeConfig::segment_bytes`] (64 MiB).
     pub const DEFAULT_SEGMENT_BYTES: u64 = keel_storage::LogOptions::DEFAULT_SEGMENT_BYTES;
+    /// The default of [`NodeConfig::heartbeat_interval`].
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+    /// The default of [`NodeConfig::election_timeout`].
+    pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(800);
+    /// The default of [`NodeConfig::request_timeout`].
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default of [`NodeConfig::max_voters`].
+    pub const DEFAULT_MAX_VOTERS: usize = 5;
 
     /// Node `node_id` with its data in `data_dir`, reached at `advertise_addr`; every other
     /// setting at its default and the system clock.
@@ -54,6 +78,12 @@ impl NodeConfig {
             history: keel_state::StoreConfig::DEFAULT_HISTORY,
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             clock: Clock::system(),
+            heartbeat_interval: Self::DEFAULT_HEARTBEAT_INTERVAL,
+            election_timeout: Self::DEFAULT_ELECTION_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            max_voters: Self::DEFAULT_MAX_VOTERS,
+            bootstrap: true,
+            peers: Peers::none(),
         }
     }
 }
@@ -67,10 +97,13 @@ pub enum NodeError {
     /// Raft refused to start.
     #[error("raft: {0}")]
     Raft(String),
+    /// The node was removed from its cluster; its data directory is not to be used again.
+    #[error("{0}")]
+    Removed(String),
 }
 
 /// Why a proposal was not applied.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     /// Another node leads (or none is known); retry there.
     #[error("this node is not the leader (leader: {leader:?})")]
@@ -78,9 +111,13 @@ pub enum ProposeError {
         /// The leader's id and address, if known.
         leader: Option<(u64, String)>,
     },
-    /// The node is shutting down or its storage failed.
+    /// The node is shutting down or its storage failed, or the write's fate is unknown.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// No quorum answered within the request timeout: the node is on the minority side of a
+    /// partition, or most of the cluster is down. A write may or may not take effect.
+    #[error("{0}")]
+    NoQuorum(String),
 }
 
 /// Why a linearizable read point could not be obtained.
@@ -97,8 +134,14 @@ pub struct NodeStatus {
     pub leader: Option<u64>,
     /// The current term.
     pub term: u64,
+    /// The leader's advertised URL, if known.
+    pub leader_addr: Option<String>,
     /// Whether this node is the group's only voter.
     pub sole_voter: bool,
+    /// Whether this node is a voter (not a learner, not outside the membership).
+    pub voter: bool,
+    /// How many members (voters and learners) the membership has.
+    pub members: usize,
     /// Set when Raft has stopped for good (a storage failure, or the node shut down): the
     /// node will serve no more writes and the process should exit.
     pub fatal: Option<String>,
@@ -106,15 +149,60 @@ pub struct NodeStatus {
 
 /// One member of a keel Raft group.
 pub struct Node {
-    raft: Raft,
+    pub(crate) raft: Raft,
     proposer: Proposer,
+    forwarder: Forwarder,
     pub(crate) read_index: ReadIndex,
     reader: StateReader,
     log: keel_storage::Log,
-    status: watch::Receiver<NodeStatus>,
+    pub(crate) status: watch::Receiver<NodeStatus>,
+    pub(crate) status_tx: Arc<watch::Sender<NodeStatus>>,
     propose_latency: PerCommand,
     clock: Clock,
+    pub(crate) peers: Peers,
+    pub(crate) contact: Contact,
+    pub(crate) settings: Settings,
+    /// Serialises membership changes made by this node as leader (joins pick ids under it).
+    pub(crate) membership_lock: Arc<tokio::sync::Mutex<()>>,
+    _tasks: TaskGuard,
     _lock: DirLock,
+}
+
+/// What the node keeps of its configuration after start.
+pub(crate) struct Settings {
+    pub(crate) id: u64,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) request_timeout: Duration,
+    pub(crate) election_timeout: Duration,
+    pub(crate) max_voters: usize,
+}
+
+/// Aborts the node's background tasks when it is dropped.
+struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// When this node last accepted an append from a leader, and that leader's commit index.
+#[derive(Default)]
+pub(crate) struct Contact(std::sync::Mutex<Option<(std::time::Instant, u64)>>);
+
+impl Contact {
+    pub(crate) fn heard(&self, leader_commit: u64) {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *c = Some((std::time::Instant::now(), leader_commit));
+    }
+
+    /// How long ago, and the leader's commit index then.
+    pub(crate) fn last(&self) -> Option<(Duration, u64)> {
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        c.map(|(at, commit)| (at.elapsed(), commit))
+    }
 }
 
 /// `keel_propose_seconds` by command, each handle registered once.
@@ -144,9 +232,21 @@ pub(crate) fn not_leader(f: openraft::error::ForwardToLeader<TypeConfig>) -> Pro
     }
 }
 
+/// Whether a failed attempt certainly did not take effect, so that trying again (on the
+/// leader it names, or after an election) cannot apply a write twice.
+pub(crate) fn safe_to_retry(e: &ProposeError) -> bool {
+    matches!(e, ProposeError::NotLeader { .. })
+}
+
+/// Pause between attempts while no leader is known or it is changing.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The file that marks a data directory whose node was removed from its cluster.
+const REMOVED_FILE: &str = "removed";
+
 impl Node {
     /// Opens the data directory, recovers, and starts Raft. An empty directory bootstraps a
-    /// one-member group led by this node.
+    /// one-member group led by this node, unless [`NodeConfig::bootstrap`] is false.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         Self::start_on(Arc::new(keel_storage::OsDisk), config).await
     }
@@ -158,6 +258,13 @@ impl Node {
         config: NodeConfig,
     ) -> Result<Node, NodeError> {
         let lock = DirLock::acquire(&config.data_dir)?;
+        if let Some(why) = keel_storage::read_meta(&config.data_dir.join(REMOVED_FILE))? {
+            return Err(NodeError::Removed(format!(
+                "{}; this data directory belongs to a removed member and is not used again \
+                 (start with an empty one to join anew)",
+                String::from_utf8_lossy(&why)
+            )));
+        }
         let raft_dir = config.data_dir.join("raft");
         let opts = keel_storage::LogOptions {
             segment_bytes: config.segment_bytes,
@@ -186,11 +293,21 @@ impl Node {
                 )));
             }
         }
+        let heartbeat = config.heartbeat_interval.as_millis().max(1) as u64;
+        let election = config.election_timeout.as_millis() as u64;
+        if election < 3 * heartbeat {
+            return Err(NodeError::Raft(format!(
+                "the election timeout ({election} ms) must be at least three heartbeat \
+                 intervals ({heartbeat} ms)"
+            )));
+        }
         let raft_config = Config {
             cluster_name: "keel".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election + election / 2,
+            // A snapshot is streamed from its file; the transfer ends when the leader cancels.
+            install_snapshot_timeout: 600_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: 0,
             purge_batch_size: 1,
@@ -200,10 +317,13 @@ impl Node {
         }
         .validate()
         .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let peers = config.peers.clone();
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network,
+            Network {
+                peers: peers.clone(),
+            },
             log_store,
             sm,
         )
@@ -213,7 +333,7 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if !initialized {
+        if !initialized && config.bootstrap {
             let members = BTreeMap::from([(
                 config.node_id,
                 BasicNode {
@@ -228,37 +348,121 @@ impl Node {
                 "bootstrapped a new one-member group"
             );
         }
-        let status = spawn_status(&raft, config.node_id);
+        let first = status_now(&raft.server_metrics().borrow_watched(), config.node_id);
+        let (status_tx, status) = watch::channel(first);
+        let status_tx = Arc::new(status_tx);
+        let mut tasks = vec![spawn_status(&raft, config.node_id, status_tx.clone())];
         let proposer = Proposer::spawn(raft.clone());
-        let read_index = ReadIndex::spawn(raft.clone(), reader.clone());
-        Ok(Node {
+        let read_index = ReadIndex::spawn(
+            raft.clone(),
+            reader.clone(),
+            peers.clone(),
+            config.request_timeout,
+        );
+        let forwarder = Forwarder::spawn(peers.clone(), config.request_timeout);
+        let node = Node {
             raft,
             proposer,
+            forwarder,
             read_index,
             reader,
             log,
             status,
+            status_tx,
             propose_latency: PerCommand::default(),
             clock: config.clock,
+            peers,
+            contact: Contact::default(),
+            settings: Settings {
+                id: config.node_id,
+                data_dir: config.data_dir.clone(),
+                request_timeout: config.request_timeout,
+                election_timeout: config.election_timeout,
+                max_voters: config.max_voters.max(1),
+            },
+            membership_lock: Arc::new(tokio::sync::Mutex::new(())),
+            _tasks: TaskGuard(Vec::new()),
             _lock: lock,
+        };
+        tasks.push(crate::cluster::spawn_promoter(&node));
+        Ok(Node {
+            _tasks: TaskGuard(tasks),
+            ..node
         })
     }
 
-    /// Proposes a command, stamped with this node's clock, and waits until it is durable on a
-    /// majority and applied. Returns the state machine's outcome. Concurrent proposals share
-    /// log entries and fsyncs (group commit).
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.settings.id
+    }
+
+    /// Proposes a command and waits until it is durable on a majority and applied; returns
+    /// the state machine's outcome. On the leader it is stamped with this node's clock and
+    /// shares log entries and fsyncs with concurrent proposals (group commit); on any other
+    /// node it is forwarded to the leader, which stamps it, and the leader's answer returned.
+    /// Fails with [`ProposeError::NoQuorum`] when no quorum answers within the request
+    /// timeout.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
         let name = command.name();
-        let request = Request {
-            now_ms: self.clock.now_ms(),
-            command,
-        };
         let started = std::time::Instant::now();
-        let result = self.proposer.propose(request).await;
+        let result = match tokio::time::timeout(
+            self.settings.request_timeout,
+            self.propose_anywhere(command),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(self.no_quorum("the write may or may not take effect")),
+        };
         self.propose_latency
             .get(name)
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    async fn propose_anywhere(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let mut status = self.status.clone();
+        loop {
+            let s = status.borrow_and_update().clone();
+            if let Some(why) = s.fatal {
+                return Err(ProposeError::Unavailable(why));
+            }
+            let attempt = if s.is_leader {
+                Some(self.propose_here(command.clone()).await)
+            } else if let Some(addr) = s.leader_addr {
+                Some(self.forwarder.forward(addr, command.clone()).await)
+            } else {
+                None
+            };
+            match attempt {
+                Some(Err(e)) if safe_to_retry(&e) => {}
+                Some(result) => return result,
+                None => {}
+            }
+            let _ = tokio::time::timeout(RETRY_PAUSE, status.changed()).await;
+        }
+    }
+
+    /// Proposes on this node, which must lead: no forwarding.
+    pub(crate) async fn propose_here(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let request = Request {
+            now_ms: self.clock.now_ms(),
+            command,
+        };
+        self.proposer.propose(request).await
+    }
+
+    pub(crate) fn no_quorum(&self, consequence: &str) -> ProposeError {
+        let s = self.status.borrow();
+        let leader = match (&s.leader, s.is_leader) {
+            (_, true) => "this node leads but no quorum acknowledged it".to_owned(),
+            (Some(id), false) => format!("the leader (node {id}) did not answer"),
+            (None, false) => "no leader is known".to_owned(),
+        };
+        ProposeError::NoQuorum(format!(
+            "no quorum within {} ms ({leader}); {consequence}",
+            self.settings.request_timeout.as_millis()
+        ))
     }
 
     /// The clock this node stamps proposals with.
@@ -266,13 +470,14 @@ impl Node {
         &self.clock
     }
 
-    /// Waits until this node has applied everything committed before the call, after checking
-    /// with a quorum that it still leads: a read after this sees every acknowledged write.
+    /// Waits until this node has applied everything committed before the call, as confirmed
+    /// by the leader with a quorum after the call: a read after this sees every acknowledged
+    /// write. On a follower the leader is asked for the read point; on the leader, reads that
+    /// arrive together share one read-index round.
     ///
     /// When this node leads and is the group's only voter, no other leader can exist and every
     /// acknowledged write was applied before it was acknowledged, so the local state is already
-    /// linearizable and no round trip through the Raft core is needed. Otherwise reads that
-    /// arrive together share one read-index round.
+    /// linearizable and no round is needed. With two or more voters every read pays its round.
     pub async fn read_barrier(&self) -> Result<(), ReadBarrierError> {
         {
             let s = self.status.borrow();
@@ -280,7 +485,21 @@ impl Node {
                 return Ok(());
             }
         }
-        self.read_index.barrier().await
+        let attempt = async {
+            let mut status = self.status.clone();
+            loop {
+                match self.read_index.barrier().await {
+                    // A read changes nothing: one that found no quorum may be tried again.
+                    Err(e) if safe_to_retry(&e) || matches!(e, ProposeError::NoQuorum(_)) => {}
+                    result => return result,
+                }
+                let _ = tokio::time::timeout(RETRY_PAUSE, status.changed()).await;
+            }
+        };
+        match tokio::time::timeout(self.settings.request_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(self.no_quorum("a linearizable read cannot be served")),
+        }
     }
 
     /// Read access to the applied state.
@@ -316,41 +535,71 @@ impl Node {
     pub async fn shutdown(self) {
         drop(self.proposer);
         drop(self.read_index);
+        drop(self._tasks);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
         self.log.close();
     }
+
+    /// Records that this node was removed from its cluster: it stops serving (its status
+    /// turns fatal with `why`) and its data directory is marked so that it never starts again.
+    pub(crate) fn mark_removed(&self, why: &str) {
+        let path = self.settings.data_dir.join(REMOVED_FILE);
+        if let Err(e) = keel_storage::write_meta(&path, why.as_bytes()) {
+            tracing::error!(error = %e, "cannot mark the data directory as removed");
+        }
+        tracing::error!(reason = why, "this node was removed from the cluster");
+        self.status_tx.send_modify(|s| {
+            s.is_leader = false;
+            s.fatal = Some(why.to_owned());
+        });
+    }
+}
+
+/// The status openraft's server metrics describe.
+fn status_now(m: &openraft::metrics::RaftServerMetrics<TypeConfig>, id: u64) -> NodeStatus {
+    let membership = m.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    NodeStatus {
+        id,
+        is_leader: m.state == ServerState::Leader,
+        leader: m.current_leader,
+        leader_addr: m
+            .current_leader
+            .and_then(|l| membership.get_node(&l))
+            .map(|n| n.addr.clone()),
+        term: m.vote.leader_id.term,
+        fatal: None,
+        sole_voter: voters == [id],
+        voter: voters.contains(&id),
+        members: membership.nodes().count(),
+    }
 }
 
 /// Mirrors openraft's server metrics (role, leader, term, membership: they change on
 /// elections, not on every write) into a [`NodeStatus`] channel and Prometheus gauges.
-fn spawn_status(raft: &Raft, id: u64) -> watch::Receiver<NodeStatus> {
+fn spawn_status(
+    raft: &Raft,
+    id: u64,
+    tx: Arc<watch::Sender<NodeStatus>>,
+) -> tokio::task::JoinHandle<()> {
     let mut server = raft.server_metrics();
     let all = raft.metrics();
-    let (tx, rx) = watch::channel(NodeStatus {
-        id,
-        ..Default::default()
-    });
     tokio::spawn(async move {
         loop {
-            let status = {
-                let m = server.borrow_and_update();
-                NodeStatus {
-                    id,
-                    is_leader: m.state == ServerState::Leader,
-                    leader: m.current_leader,
-                    term: m.vote.leader_id.term,
-                    fatal: None,
-                    sole_voter: {
-                        let mut voters = m.membership_config.membership().voter_ids();
-                        voters.next() == Some(id) && voters.next().is_none()
-                    },
-                }
-            };
+            let status = status_now(&server.borrow_and_update(), id);
             metrics::gauge!("keel_raft_term").set(status.term as f64);
             metrics::gauge!("keel_raft_is_leader").set(if status.is_leader { 1.0 } else { 0.0 });
-            tx.send_replace(status);
+            tx.send_modify(|s| {
+                // A removal is final: it outlives later metrics.
+                let fatal = s.fatal.take();
+                *s = status;
+                if fatal.is_some() {
+                    s.is_leader = false;
+                    s.fatal = fatal;
+                }
+            });
             if server.changed().await.is_err() {
                 // Raft stopped: say why, if it stopped on an error.
                 let why = all
@@ -361,11 +610,12 @@ fn spawn_status(raft: &Raft, id: u64) -> watch::Receiver<NodeStatus> {
                     .map(|e| e.to_string());
                 tx.send_modify(|s| {
                     s.is_leader = false;
-                    s.fatal = Some(why.unwrap_or_else(|| "raft stopped".into()));
+                    if s.fatal.is_none() {
+                        s.fatal = Some(why.unwrap_or_else(|| "raft stopped".into()));
+                    }
                 });
                 break;
             }
         }
-    });
-    rx
+    })
 }

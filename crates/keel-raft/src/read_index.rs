@@ -5,25 +5,37 @@
 //! then the state applied up to the commit index it had at that moment. Reads that arrive
 //! while a round is in flight join the next one: one task runs rounds back to back, each for
 //! every read that was waiting when it started, and every read of a round then waits on its
-//! own for the state machine to reach the round's index.
+//! own for the state machine to reach the round's index. A follower's round asks the leader
+//! for its read point (one call for every read waiting) and then waits to apply that far.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{LinearizableReadError, RaftError};
 use openraft::ReadPolicy;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::forward::call_failed;
+use crate::network::Peers;
 use crate::node::not_leader;
+use crate::peer::{PeerCall, PeerError};
 use crate::state_machine::StateReader;
 use crate::{ProposeError, Raft};
 
 /// The log index a read must wait for, or why there is none.
-type ReadPoint = Result<u64, ProposeError>;
+pub(crate) type ReadPoint = Result<u64, ProposeError>;
+
+/// A read waiting for a round: whether it may ask the leader when this node does not lead
+/// (a read from a client here), or must be answered here (a follower's request).
+struct Waiting {
+    forward: bool,
+    done: oneshot::Sender<ReadPoint>,
+}
 
 /// The handle reads wait through.
 pub(crate) struct ReadIndex {
-    tx: mpsc::UnboundedSender<oneshot::Sender<ReadPoint>>,
+    tx: mpsc::UnboundedSender<Waiting>,
     reader: StateReader,
     #[cfg(test)]
     rounds: Arc<AtomicU64>,
@@ -34,10 +46,15 @@ fn stopped() -> ProposeError {
 }
 
 impl ReadIndex {
-    pub(crate) fn spawn(raft: Raft, reader: StateReader) -> ReadIndex {
+    pub(crate) fn spawn(
+        raft: Raft,
+        reader: StateReader,
+        peers: Peers,
+        timeout: Duration,
+    ) -> ReadIndex {
         let (tx, rx) = mpsc::unbounded_channel();
         let rounds = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(raft, rx, rounds.clone()));
+        tokio::spawn(run(raft, peers, timeout, rx, rounds.clone()));
         ReadIndex {
             tx,
             reader,
@@ -52,12 +69,24 @@ impl ReadIndex {
         self.rounds.load(Ordering::Relaxed)
     }
 
-    /// Waits until this node has confirmed its leadership after the call and applied
-    /// everything committed when it did.
+    async fn point(&self, forward: bool) -> ReadPoint {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Waiting { forward, done })
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// The read point for a follower that asked this node, which must lead: the commit
+    /// index once a quorum has confirmed this node's leadership after the call.
+    pub(crate) async fn point_here(&self) -> ReadPoint {
+        self.point(false).await
+    }
+
+    /// Waits until this node has confirmed its leadership after the call (or the leader
+    /// has, for a follower) and applied everything committed when it did.
     pub(crate) async fn barrier(&self) -> Result<(), ProposeError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(tx).map_err(|_| stopped())?;
-        let index = rx.await.map_err(|_| stopped())??;
+        let index = self.point(true).await?;
         if self.reader.wait_applied(index).await {
             Ok(())
         } else {
@@ -66,18 +95,27 @@ impl ReadIndex {
     }
 }
 
-async fn round(raft: &Raft) -> ReadPoint {
+/// One read-index round on this node; a follower learns where the leader is.
+async fn round(raft: &Raft) -> Result<u64, (ProposeError, Option<String>)> {
     metrics::counter!("keel_read_index_rounds_total").increment(1);
     match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
         Ok(linearizer) => Ok(linearizer.read_log_id().index()),
-        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(not_leader(f)),
-        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+            let addr = f.leader_node.as_ref().map(|n| n.addr.clone());
+            Err((not_leader(f), addr))
+        }
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+            Err((ProposeError::NoQuorum(q.to_string()), None))
+        }
+        Err(e) => Err((ProposeError::Unavailable(e.to_string()), None)),
     }
 }
 
 async fn run(
     raft: Raft,
-    mut rx: mpsc::UnboundedReceiver<oneshot::Sender<ReadPoint>>,
+    peers: Peers,
+    timeout: Duration,
+    mut rx: mpsc::UnboundedReceiver<Waiting>,
     rounds: Arc<AtomicU64>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -87,9 +125,25 @@ async fn run(
         }
         metrics::histogram!("keel_read_index_batch_records").record(waiting.len() as f64);
         rounds.fetch_add(1, Ordering::Relaxed);
-        let point = round(&raft).await;
+        let (here, leader) = match round(&raft).await {
+            Ok(index) => (Ok(index), None),
+            Err((e, addr)) => (Err(e), addr),
+        };
+        // A follower asks the leader once for every read of the round that may be forwarded.
+        let forwarded = match (&here, leader) {
+            (Err(_), Some(addr)) if waiting.iter().any(|w| w.forward) => {
+                let answer: Result<ReadPoint, PeerError> =
+                    peers.call(&addr, PeerCall::ReadIndex, &(), timeout).await;
+                Some(answer.map_err(|e| call_failed(e, &addr)).and_then(|p| p))
+            }
+            _ => None,
+        };
         for w in waiting {
-            let _ = w.send(point.clone());
+            let point = match (&forwarded, w.forward) {
+                (Some(p), true) => p.clone(),
+                _ => here.clone(),
+            };
+            let _ = w.done.send(point);
         }
     }
 }

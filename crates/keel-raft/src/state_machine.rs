@@ -327,11 +327,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = tokio::task::spawn_blocking(move || {
             let file = SnapshotStore::read(&snapshot.path).map_err(snapshot_err)?;
             let store = Store::decode_snapshot(config, &file.body).map_err(snapshot_err)?;
-            // Keep it among this node's own snapshots (unless it already is one of them).
-            let own = snapshots.path_for(index, term);
-            if snapshot.path != own {
-                let bytes = SnapshotStore::encode(&file.meta, &file.body);
-                snapshots.save(index, term, &bytes).map_err(io_err)?;
+            drop(file);
+            // A file received from the leader becomes one of this node's own snapshots.
+            if snapshot.path != snapshots.path_for(index, term) {
+                snapshots
+                    .adopt(&snapshot.path, index, term)
+                    .map_err(io_err)?;
             }
             Ok::<_, io::Error>(store)
         })

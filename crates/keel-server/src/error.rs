@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keel_raft::ProposeError;
+use keel_raft::{ClusterError, ProposeError};
 use keel_state::{CommandError, KeyError, KvError, LeaseError, ReadError, TxnError};
 use keel_wire::{Code, ErrorBody, ErrorDetail};
 use serde_json::{Map, Value};
@@ -161,6 +161,19 @@ impl From<ProposeError> for ApiError {
                 }
             }
             ProposeError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
+            ProposeError::NoQuorum(m) => ApiError::new(Code::NoQuorum, m),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::NotFound(id) => {
+                ApiError::new(Code::MemberNotFound, e.to_string()).with("id", id)
+            }
+            ClusterError::Refused(m) => ApiError::new(Code::MembershipRefused, m),
+            ClusterError::Propose(e) => e.into(),
         }
     }
 }

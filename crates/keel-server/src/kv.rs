@@ -11,7 +11,7 @@ use keel_wire::{Code, DeleteResponse, IncrResponse, ListResponse, RevisionRespon
 use serde::Deserialize;
 
 use crate::extract::{read_body, AcceptsJson, PathText, Q};
-use crate::respond::{envelope, read_point, unexpected};
+use crate::respond::{envelope, read_point, stale_headers, unexpected};
 use crate::watch::{wait_for_change, Filter};
 use crate::{ApiError, AppState};
 
@@ -109,9 +109,16 @@ pub(crate) async fn get(
         .read(|s| (s.get(&key, q.revision), s.revision()));
     let kv = found?.ok_or_else(|| ApiError::from(keel_state::KvError::KeyNotFound(key.clone())))?;
     if json {
-        return Ok(Json(envelope(&key, &kv, true)).into_response());
+        let mut resp = Json(envelope(&key, &kv, true)).into_response();
+        if q.stale {
+            stale_headers(&state, resp.headers_mut());
+        }
+        return Ok(resp);
     }
     let mut resp = Body::from(kv.value.clone()).into_response();
+    if q.stale {
+        stale_headers(&state, resp.headers_mut());
+    }
     let h = resp.headers_mut();
     h.insert(
         axum::http::header::CONTENT_TYPE,
@@ -239,7 +246,7 @@ pub(crate) struct ListParams {
 pub(crate) async fn list(
     State(state): State<AppState>,
     Q(q): Q<ListParams>,
-) -> Result<Json<ListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let max = state.config.max_list_limit;
     let limit = q.limit.unwrap_or(state.config.default_list_limit);
     if limit == 0 || limit > max {
@@ -268,11 +275,16 @@ pub(crate) async fn list(
         .iter()
         .map(|(k, kv)| envelope(k, kv, !q.keys_only))
         .collect();
-    Ok(Json(ListResponse {
+    let mut resp = Json(ListResponse {
         revision: page.revision,
         items,
         more: page.more,
-    }))
+    })
+    .into_response();
+    if q.stale {
+        stale_headers(&state, resp.headers_mut());
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 //! state or propose one command through [`keel_raft::Node`] and wait for its outcome. No
 //! handler changes state any other way.
 
+mod cluster;
 mod duration;
 mod duty;
 mod error;
@@ -12,6 +13,7 @@ mod kv;
 mod lease;
 mod metrics_http;
 mod ops;
+mod peer;
 mod respond;
 mod stream;
 mod txn;
@@ -29,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use duration::parse_duration;
 pub use error::ApiError;
 pub use metrics_http::install_recorder;
+pub use peer::HttpTransport;
 
 /// Limits and settings of the HTTP API.
 #[derive(Clone, Debug)]
@@ -52,6 +55,9 @@ pub struct ServerConfig {
     pub watch_batch: std::time::Duration,
     /// Origins (`scheme://host[:port]`) whose web pages may call the API (CORS).
     pub cors_origins: Vec<String>,
+    /// The secret other members present on every call under `/raft/`; None: this node
+    /// accepts no peers (every such call is answered 401).
+    pub cluster_secret: Option<String>,
 }
 
 impl ServerConfig {
@@ -70,6 +76,7 @@ impl Default for ServerConfig {
             max_watches_per_socket: 1_000,
             watch_batch: Self::DEFAULT_WATCH_BATCH,
             cors_origins: Vec::new(),
+            cluster_secret: None,
         }
     }
 }
@@ -119,7 +126,9 @@ fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .merge(txn::routes())
         .merge(lease::routes())
         .merge(stream::routes())
+        .merge(cluster::routes())
         .merge(ops::routes())
+        .merge(peer::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(metrics_http::TrackLayer::default())
@@ -177,7 +186,8 @@ pub async fn serve(
         closing,
         hub,
     }));
-    let result = axum::serve(listener, router(state, cors))
+    let app = router(state, cors).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await;
     stop_tx.send_replace(true);
@@ -213,6 +223,8 @@ fn cors_layer(origins: &[String]) -> std::io::Result<Option<CorsLayer>> {
         "keel-version",
         "keel-lease",
         "keel-store-revision",
+        "keel-applied-revision",
+        "keel-last-contact",
     ]
     .map(HeaderName::from_static);
     Ok(Some(

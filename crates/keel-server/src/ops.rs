@@ -3,38 +3,40 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::{Json, Router};
 use keel_wire::Code;
 use serde_json::json;
 
 use crate::{ApiError, AppState};
 
-/// `GET /healthz`: the process is alive and serving HTTP.
-/// Health, readiness, metrics, and the path reserved for peers.
+/// Health, readiness and metrics.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/raft/{*rest}", any(raft_reserved))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
 
+/// `GET /healthz`: the process is alive and serving HTTP.
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 once this node can serve writes and linearizable reads.
+/// `GET /readyz`: 200 while this node can serve writes and linearizable reads: it leads with
+/// a quorum behind it, or follows a leader it heard from recently and has caught up with.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let s = state.node.status().borrow().clone();
+    let readiness = state.node.readiness();
     let body = json!({
-        "ready": s.is_leader,
+        "ready": readiness.ready,
+        "reason": readiness.reason,
         "node_id": s.id,
         "leader_id": s.leader,
         "term": s.term,
         "applied_index": state.node.applied_index(),
     });
-    let status = if s.is_leader {
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -55,14 +57,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         "text/plain; version=0.0.4; charset=utf-8",
     )];
     Ok((ct, handle.render()).into_response())
-}
-
-/// `/raft/*`: reserved for peer traffic.
-pub(crate) async fn raft_reserved() -> ApiError {
-    ApiError::new(
-        Code::NotImplemented,
-        "peer traffic under /raft/ needs multi-node clustering, which this build does not have",
-    )
 }
 
 /// Any unknown route.

@@ -31,6 +31,24 @@ pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
     }
 }
 
+/// Adds what a stale read's client needs to judge it: the revision this node has applied
+/// (`Keel-Applied-Revision`) and how long ago it last heard from the leader
+/// (`Keel-Last-Contact`, milliseconds; absent if never).
+pub(crate) fn stale_headers(state: &AppState, headers: &mut axum::http::HeaderMap) {
+    use axum::http::{HeaderName, HeaderValue};
+    let revision = state.node.state().read(|s| s.revision());
+    headers.insert(
+        HeaderName::from_static("keel-applied-revision"),
+        HeaderValue::from(revision),
+    );
+    if let Some(ago) = state.node.last_contact() {
+        headers.insert(
+            HeaderName::from_static("keel-last-contact"),
+            HeaderValue::from(ago.as_millis() as u64),
+        );
+    }
+}
+
 /// Waits for a linearizable read point unless the client accepts a stale read.
 pub(crate) async fn read_point(state: &AppState, stale: bool) -> Result<(), ApiError> {
     if stale {

@@ -149,6 +149,20 @@ impl SnapshotStore {
         Ok((path, end + 4))
     }
 
+    /// Makes the verified snapshot file at `from` (received from another node, in this
+    /// directory) the snapshot up to `last_index` in `term`: synced, renamed into place, and
+    /// older ones deleted. Returns its new path.
+    pub fn adopt(&self, from: &Path, last_index: u64, term: u64) -> Result<PathBuf> {
+        let path = self.path_for(last_index, term);
+        File::open(from)
+            .and_then(|f| f.sync_all())
+            .ctx("syncing", from)?;
+        std::fs::rename(from, &path).ctx("renaming into place", &path)?;
+        sync_dir(&self.dir)?;
+        self.keep_newest()?;
+        Ok(path)
+    }
+
     /// Deletes all but the newest [`KEEP`] snapshot files.
     fn keep_newest(&self) -> Result<()> {
         let mut files = self.list()?;

@@ -24,6 +24,8 @@ pub enum Code {
     FutureRevision,
     /// 400: (WebSocket) A watch id is already in use on this socket.
     DuplicateWatch,
+    /// 401: A call under `/raft/` without the cluster secret.
+    Unauthorized,
     /// 404: The key does not exist.
     KeyNotFound,
     /// 404: The lease does not exist.
@@ -32,12 +34,17 @@ pub enum Code {
     WatchNotFound,
     /// 404: No such route.
     NotFound,
+    /// 404: No cluster member with this id.
+    MemberNotFound,
     /// 405: The route exists but not with this method.
     MethodNotAllowed,
     /// 409: The value is not an integer.
     NotANumber,
     /// 409: An increment overflows 64 bits.
     Overflow,
+    /// 409: A membership change that is not allowed as asked (removing the last voter,
+    /// making a learner lead, an address already taken).
+    MembershipRefused,
     /// 410: The revision is older than the kept history.
     Compacted,
     /// 412: `if_revision` did not match.
@@ -58,6 +65,9 @@ pub enum Code {
     NotLeader,
     /// 503: The node cannot serve right now (starting, stopping, storage failure).
     Unavailable,
+    /// 503: No quorum answered within the request timeout (a minority side of a partition,
+    /// or most members down). A write may or may not take effect.
+    NoQuorum,
     /// A code this build does not know.
     Unknown,
 }
@@ -90,6 +100,10 @@ impl Code {
         Code::NotImplemented,
         Code::NotLeader,
         Code::Unavailable,
+        Code::MemberNotFound,
+        Code::MembershipRefused,
+        Code::NoQuorum,
+        Code::Unauthorized,
     ];
 
     /// The code's name on the wire.
@@ -120,6 +134,10 @@ impl Code {
             Code::NotImplemented => "not_implemented",
             Code::NotLeader => "not_leader",
             Code::Unavailable => "unavailable",
+            Code::MemberNotFound => "member_not_found",
+            Code::MembershipRefused => "membership_refused",
+            Code::NoQuorum => "no_quorum",
+            Code::Unauthorized => "unauthorized",
             Code::Unknown => "unknown",
         }
     }
@@ -152,6 +170,10 @@ impl Code {
             "not_implemented" => Code::NotImplemented,
             "not_leader" => Code::NotLeader,
             "unavailable" => Code::Unavailable,
+            "member_not_found" => Code::MemberNotFound,
+            "membership_refused" => Code::MembershipRefused,
+            "no_quorum" => Code::NoQuorum,
+            "unauthorized" => Code::Unauthorized,
             _ => Code::Unknown,
         }
     }
@@ -167,16 +189,21 @@ impl Code {
             | Code::DuplicateKey
             | Code::FutureRevision
             | Code::DuplicateWatch => 400,
-            Code::KeyNotFound | Code::LeaseNotFound | Code::WatchNotFound | Code::NotFound => 404,
+            Code::Unauthorized => 401,
+            Code::KeyNotFound
+            | Code::LeaseNotFound
+            | Code::WatchNotFound
+            | Code::NotFound
+            | Code::MemberNotFound => 404,
             Code::MethodNotAllowed => 405,
-            Code::NotANumber | Code::Overflow => 409,
+            Code::NotANumber | Code::Overflow | Code::MembershipRefused => 409,
             Code::Compacted => 410,
             Code::RevisionMismatch => 412,
             Code::ValueTooLarge | Code::TxnTooLarge | Code::BodyTooLarge => 413,
             Code::TooManyWatches => 429,
             Code::Internal => 500,
             Code::NotImplemented => 501,
-            Code::NotLeader | Code::Unavailable => 503,
+            Code::NotLeader | Code::Unavailable | Code::NoQuorum => 503,
             Code::Unknown => 500,
         }
     }

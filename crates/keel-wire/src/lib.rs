@@ -1,12 +1,16 @@
 //! keel's HTTP API bodies: the public protocol, kept apart from internal types. One module
 //! per capability, and the error codes every capability shares.
 
+mod cluster;
 mod error;
 mod kv;
 mod lease;
 mod txn;
 mod watch;
 
+pub use cluster::{
+    ClusterStatus, LeaderResponse, Member, RemoveResponse, StateHash, TransferLeaderRequest,
+};
 pub use error::{Code, ErrorBody, ErrorDetail};
 pub use kv::{
     decode_value, encode_value, DeleteResponse, IncrResponse, KeyValue, ListResponse,

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::cluster::ClusterVerb;
 use crate::commands::kv::KvVerb;
 use crate::commands::lease::LeaseVerb;
 use crate::commands::watch::WatchArgs;
@@ -32,7 +33,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a keel node (`keel serve --help` lists its settings).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Key verbs.
     #[command(flatten)]
     Kv(KvVerb),
@@ -42,4 +43,7 @@ pub enum Command {
     /// Print every change to a key, or to every key under a prefix, as it happens. After a
     /// lost connection it reconnects and resumes where it stopped, without gaps.
     Watch(WatchArgs),
+    /// Cluster membership: status, remove a member, move leadership.
+    #[command(subcommand)]
+    Cluster(ClusterVerb),
 }

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         let rest = args.into_iter().skip(2);
         let serve =
             serve::ServeCli::parse_with_defaults(std::iter::once("keel serve".into()).chain(rest));
-        Verb::Serve(serve.args)
+        Verb::Serve(Box::new(serve.args))
     } else {
         Verb::Client(cli::Cli::parse_from(args))
     };
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            Verb::Serve(args) => serve::run(args).await.map(|()| commands::Exit::Ok),
+            Verb::Serve(args) => serve::run(*args).await.map(|()| commands::Exit::Ok),
             Verb::Client(cli) => commands::run(&cli.addr, cli.json, cli.command).await,
         }
     });
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 /// What this run does.
 enum Verb {
     /// Run a node.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Call a server.
     Client(cli::Cli),
 }

@@ -37,6 +37,7 @@ impl LocalHost {
             term: 1,
             sole_voter: true,
             fatal: None,
+            ..NodeStatus::default()
         });
         LocalHost(Arc::new(Inner {
             store: Mutex::new(Store::new(StoreConfig::default())),

@@ -305,6 +305,25 @@ impl Store {
         Ok(out)
     }
 
+    /// SHA-256 of the replicated state: the revision, the time of the last request, and
+    /// every capability's state as its snapshot section encodes it (not the history, whose
+    /// length is each node's own setting). Equal on every node that applied the same log.
+    pub fn state_digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let header = Header {
+            revision: self.revision,
+            now_ms: self.now_ms,
+        };
+        // Into a hasher, as into a Vec, encoding cannot fail: these are the snapshot's own
+        // encoders, whose every type postcard can write.
+        postcard::to_io(&header, &mut h).expect("hashing cannot fail");
+        kv::snapshot::encode(&self.kv, &mut h).expect("hashing cannot fail");
+        lease::snapshot::encode(&self.leases, &mut h).expect("hashing cannot fail");
+        kv::snapshot::encode_tombstones(&self.kv, &mut h).expect("hashing cannot fail");
+        h.finalize().into()
+    }
+
     /// Rebuilds a store from [`Store::encode_snapshot`] output (or format 1). `config` is this
     /// node's own setting; the history is trimmed to it.
     pub fn decode_snapshot(config: StoreConfig, bytes: &[u8]) -> Result<Store, SnapshotError> {

@@ -1,6 +1,7 @@
 //! Client verbs: each calls the HTTP API through keel-client and prints the result. One module
 //! per capability, each holding its verbs' arguments and their implementation.
 
+pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod watch;
@@ -26,7 +27,7 @@ pub enum Exit {
 pub fn is_not_met(code: Code) -> bool {
     matches!(
         code,
-        Code::KeyNotFound | Code::LeaseNotFound | Code::RevisionMismatch
+        Code::KeyNotFound | Code::LeaseNotFound | Code::RevisionMismatch | Code::MemberNotFound
     )
 }
 
@@ -56,5 +57,6 @@ pub async fn run(addr: &str, json: bool, command: Command) -> Result<Exit> {
         Command::Kv(verb) => kv::run(&keel, json, verb).await,
         Command::Lease(verb) => lease::run(&keel, json, verb).await,
         Command::Watch(args) => watch::run(&keel, json, args).await,
+        Command::Cluster(verb) => cluster::run(&keel, json, verb).await,
     }
 }

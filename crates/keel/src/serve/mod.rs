@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use keel_raft::{Node, NodeConfig};
 use keel_server::ServerConfig;
 
+mod membership;
 mod settings;
 
 use settings::resolve;
@@ -59,14 +60,40 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
+    let advertise = match &settings.advertise {
+        Some(url) => url.clone(),
+        None if addr.ip().is_unspecified() && !settings.join.is_empty() => {
+            bail!("listening on {addr}: give --advertise, the URL other nodes reach this one at")
+        }
+        None => format!("http://{addr}"),
+    };
+    let transport =
+        keel_server::HttpTransport::new(settings.cluster_secret.clone(), advertise.clone())?;
+    let peers = keel_raft::Peers::new(Arc::new(transport));
+    let initialized = membership::has_raft_state(&settings.data_dir);
+    let identity = membership::resolve(
+        &settings.data_dir,
+        settings.node_id,
+        initialized,
+        &settings.join,
+        &advertise,
+        &peers,
+    )
+    .await?;
     let node = Node::start(NodeConfig {
-        node_id: settings.node_id,
+        node_id: identity.node_id,
         data_dir: settings.data_dir.clone(),
-        advertise_addr: addr.to_string(),
+        advertise_addr: advertise.clone(),
         snapshot_every: settings.snapshot_every,
         history: settings.history,
         segment_bytes: settings.segment_size,
         clock: keel_raft::Clock::system(),
+        heartbeat_interval: settings.heartbeat_interval,
+        election_timeout: settings.election_timeout,
+        request_timeout: settings.request_timeout,
+        max_voters: settings.voters,
+        bootstrap: identity.bootstrap,
+        peers,
     })
     .await
     .with_context(|| {
@@ -75,15 +102,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             settings.data_dir.display()
         )
     })?;
-    if !node.wait_ready(Duration::from_secs(60)).await {
+    let status = node.status().borrow().clone();
+    if status.members > 1 && settings.cluster_secret.is_none() {
+        bail!(
+            "this node belongs to a cluster of {} members: give it the cluster secret \
+             (--cluster-secret or --cluster-secret-file)",
+            status.members
+        );
+    }
+    // A one-member group leads at once; a member of a larger one serves as soon as it is
+    // up, following whoever leads (its /readyz says when it can serve linearizably).
+    if status.sole_voter && !identity.joined && !node.wait_ready(Duration::from_secs(60)).await {
         bail!("node did not become ready within 60 s");
     }
     let revision = node.state().read(|s| s.revision());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %addr,
+        advertise = %advertise,
         data_dir = %settings.data_dir.display(),
-        node_id = settings.node_id,
+        node_id = identity.node_id,
+        members = status.members,
         revision,
         startup_ms = started.elapsed().as_millis() as u64,
         "keel started"
@@ -95,6 +134,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         max_watches_per_socket: settings.max_watches_per_connection,
         cors_origins: settings.cors_origins.clone(),
         watch_batch: settings.watch_batch,
+        cluster_secret: settings.cluster_secret.clone(),
         ..ServerConfig::default()
     };
     keel_server::serve(node.clone(), listener, config, metrics, shutdown_signal())

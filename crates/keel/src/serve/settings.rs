@@ -101,6 +101,39 @@ pub struct ServeArgs {
     /// (0s: no minimum; the first change after a quiet spell is never held back).
     #[arg(long, env = "KEEL_WATCH_BATCH")]
     pub watch_batch: Option<String>,
+    /// The URL other nodes and clients reach this node at (default: http:// and the listen
+    /// address).
+    #[arg(long, env = "KEEL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Join the cluster of these members (their advertised URLs, comma-separated). Ignored
+    /// once this node belongs to a cluster.
+    #[arg(long, env = "KEEL_JOIN", value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    /// The secret every member presents to the others (required once a node has peers).
+    #[arg(long, env = "KEEL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret.
+    #[arg(
+        long,
+        env = "KEEL_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The most voters the leader promotes caught-up learners to; further nodes stay
+    /// non-voting read replicas.
+    #[arg(long, env = "KEEL_VOTERS")]
+    pub voters: Option<usize>,
+    /// How long a follower waits without hearing from the leader before it stands for
+    /// election.
+    #[arg(long, env = "KEEL_ELECTION_TIMEOUT")]
+    pub election_timeout: Option<String>,
+    /// How often the leader sends heartbeats.
+    #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// How long a write or linearizable read waits for a quorum before it fails with 503
+    /// no_quorum.
+    #[arg(long, env = "KEEL_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
 }
 
 /// The longest `--watch-batch`: a watcher never waits longer than this for a change.
@@ -122,6 +155,14 @@ struct FileConfig {
     max_watches_per_connection: Option<usize>,
     cors_origins: Option<Vec<String>>,
     watch_batch: Option<String>,
+    advertise: Option<String>,
+    join: Option<Vec<String>>,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    voters: Option<usize>,
+    election_timeout: Option<String>,
+    heartbeat_interval: Option<String>,
+    request_timeout: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -129,7 +170,8 @@ struct FileConfig {
 pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
-    pub node_id: u64,
+    /// None: the data directory's, or one the cluster assigns, or 1.
+    pub node_id: Option<u64>,
     pub max_value_size: usize,
     pub max_request_size: usize,
     pub snapshot_every: u64,
@@ -139,6 +181,13 @@ pub struct Settings {
     pub max_watches_per_connection: usize,
     pub cors_origins: Vec<String>,
     pub watch_batch: Duration,
+    pub advertise: Option<String>,
+    pub join: Vec<String>,
+    pub cluster_secret: Option<String>,
+    pub voters: usize,
+    pub election_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub request_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -148,7 +197,7 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:7400".into(),
             data_dir: PathBuf::from("keel-data"),
-            node_id: 1,
+            node_id: None,
             max_value_size: server.max_value_size,
             max_request_size: server.max_request_size,
             snapshot_every: NodeConfig::DEFAULT_SNAPSHOT_EVERY,
@@ -158,6 +207,13 @@ impl Default for Settings {
             max_watches_per_connection: server.max_watches_per_socket,
             cors_origins: server.cors_origins,
             watch_batch: server.watch_batch,
+            advertise: None,
+            join: Vec::new(),
+            cluster_secret: None,
+            voters: NodeConfig::DEFAULT_MAX_VOTERS,
+            election_timeout: NodeConfig::DEFAULT_ELECTION_TIMEOUT,
+            heartbeat_interval: NodeConfig::DEFAULT_HEARTBEAT_INTERVAL,
+            request_timeout: NodeConfig::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -177,7 +233,10 @@ impl Settings {
         vec![
             ("listen", self.listen.clone()),
             ("data_dir", self.data_dir.display().to_string()),
-            ("node_id", self.node_id.to_string()),
+            (
+                "node_id",
+                "the data directory's, or assigned on joining, or 1".to_owned(),
+            ),
             ("max_value_size", self.max_value_size.to_string()),
             ("max_request_size", self.max_request_size.to_string()),
             ("snapshot_every", self.snapshot_every.to_string()),
@@ -190,6 +249,20 @@ impl Settings {
             ),
             ("cors_origins", cors),
             ("watch_batch", format!("{}ms", self.watch_batch.as_millis())),
+            ("advertise", "http://LISTEN".to_owned()),
+            ("voters", self.voters.to_string()),
+            (
+                "election_timeout",
+                format!("{}ms", self.election_timeout.as_millis()),
+            ),
+            (
+                "heartbeat_interval",
+                format!("{}ms", self.heartbeat_interval.as_millis()),
+            ),
+            (
+                "request_timeout",
+                format!("{}ms", self.request_timeout.as_millis()),
+            ),
         ]
     }
 }
@@ -210,7 +283,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
     let s = Settings {
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
         data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-        node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+        node_id: args.node_id.or(file.node_id),
         max_value_size: args
             .max_value_size
             .or(file.max_value_size)
@@ -246,8 +319,51 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
                 .map_err(|e| anyhow::anyhow!("--watch-batch: {e}"))?,
             None => d.watch_batch,
         },
+        advertise: args.advertise.or(file.advertise),
+        join: args
+            .join
+            .or(file.join)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect(),
+        cluster_secret: match (
+            args.cluster_secret.or(file.cluster_secret),
+            args.cluster_secret_file.or(file.cluster_secret_file),
+        ) {
+            (Some(_), Some(_)) => {
+                bail!("give the cluster secret or a file holding it, not both")
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!("cannot read the cluster secret file {}", path.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        },
+        voters: args.voters.or(file.voters).unwrap_or(d.voters),
+        election_timeout: duration(
+            "--election-timeout",
+            args.election_timeout.or(file.election_timeout),
+            d.election_timeout,
+        )?,
+        heartbeat_interval: duration(
+            "--heartbeat-interval",
+            args.heartbeat_interval.or(file.heartbeat_interval),
+            d.heartbeat_interval,
+        )?,
+        request_timeout: duration(
+            "--request-timeout",
+            args.request_timeout.or(file.request_timeout),
+            d.request_timeout,
+        )?,
     };
-    if s.node_id == 0 {
+    if s.node_id == Some(0) {
         bail!("--node-id must be at least 1");
     }
     if s.snapshot_every == 0 {
@@ -273,5 +389,38 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
     if s.segment_size < 4096 {
         bail!("--segment-size must be at least 4096 bytes");
     }
+    if s.cluster_secret.as_deref() == Some("") {
+        bail!("the cluster secret is empty");
+    }
+    if !s.join.is_empty() && s.cluster_secret.is_none() {
+        bail!("--join needs the cluster secret (--cluster-secret or --cluster-secret-file)");
+    }
+    for url in s.join.iter().chain(&s.advertise) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{url:?} is not a node URL (http://host:port)");
+        }
+    }
+    if s.voters == 0 {
+        bail!("--voters must be at least 1");
+    }
+    if s.heartbeat_interval.is_zero() || s.election_timeout < 3 * s.heartbeat_interval {
+        bail!(
+            "--election-timeout ({} ms) must be at least three --heartbeat-interval ({} ms)",
+            s.election_timeout.as_millis(),
+            s.heartbeat_interval.as_millis()
+        );
+    }
+    if s.request_timeout < Duration::from_millis(100) {
+        bail!("--request-timeout must be at least 100ms");
+    }
     Ok(s)
+}
+
+fn duration(flag: &str, text: Option<String>, default: Duration) -> Result<Duration> {
+    match text {
+        Some(text) => {
+            keel_server::parse_duration(&text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        }
+        None => Ok(default),
+    }
 }

@@ -328,8 +328,8 @@ async fn limits_and_bad_input_never_500() {
     );
     assert_error(
         &call(h.post(s.url("/raft/append"))).await,
-        501,
-        "not_implemented",
+        401,
+        "unauthorized",
     );
 }
 

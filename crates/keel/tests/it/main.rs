@@ -5,6 +5,7 @@
 mod blocking;
 mod browser;
 mod cli;
+mod cluster;
 mod crash;
 mod fanout;
 mod fixture;
