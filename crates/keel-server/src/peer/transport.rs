@@ -26,11 +26,18 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport that presents `secret` (if any) and names itself `from` (its advertised
-    /// URL).
-    pub fn new(secret: Option<String>, from: String) -> std::io::Result<HttpTransport> {
+    /// A transport that presents `secret` (if any), names itself `from` (its advertised
+    /// URL), and connects from `local` (the node's listen address, when it is a specific
+    /// one), so that peers and firewalls see peer traffic come from the address the node
+    /// serves on.
+    pub fn new(
+        secret: Option<String>,
+        from: String,
+        local: Option<std::net::IpAddr>,
+    ) -> std::io::Result<HttpTransport> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            .local_address(local)
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))

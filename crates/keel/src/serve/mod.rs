@@ -67,8 +67,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
         None => format!("http://{addr}"),
     };
+    let local = Some(addr.ip()).filter(|ip| !ip.is_unspecified());
     let transport =
-        keel_server::HttpTransport::new(settings.cluster_secret.clone(), advertise.clone())?;
+        keel_server::HttpTransport::new(settings.cluster_secret.clone(), advertise.clone(), local)?;
     let peers = keel_raft::Peers::new(Arc::new(transport));
     let initialized = membership::has_raft_state(&settings.data_dir);
     let identity = membership::resolve(

@@ -11,6 +11,7 @@ mod fanout;
 mod fixture;
 mod kv;
 mod lease;
+mod linearizability;
 mod ops;
 mod recovery;
 mod support;

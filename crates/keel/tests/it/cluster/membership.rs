@@ -151,3 +151,126 @@ async fn leadership_moves_on_request_and_a_removed_node_stops() {
     let got = call(http().delete(c.node(leader).url("/v1/cluster/members/99"))).await;
     crate::support::assert_error(&got, 404, "member_not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grows_to_five_and_shrinks_back_to_three() {
+    let mut c = Cluster::start(3, FAST).await;
+    c.add().await;
+    c.add().await;
+    let status = c.node(0).client().cluster().await.unwrap();
+    let voters = status
+        .members
+        .iter()
+        .filter(|m| m.role != "learner")
+        .count();
+    assert_eq!(voters, 5, "{status:?}");
+    // Shrink: remove two members that do not lead.
+    let leader = c.leader(Duration::from_secs(10)).await.expect("a leader");
+    let leaving: Vec<usize> = (0..5).filter(|&i| i != leader).take(2).collect();
+    for &i in &leaving {
+        let id = c.id_of(i).await;
+        c.node(leader).client().remove_member(id).await.unwrap();
+        let mut gone = c.nodes[i].take().unwrap();
+        assert!(gone.wait_exit(Duration::from_secs(20)).is_some());
+    }
+    assert!(
+        c.wait_healthy(3, Duration::from_secs(20)).await,
+        "{}",
+        c.logs()
+    );
+    let rev = c
+        .node(leader)
+        .client()
+        .put("after-shrink", "x", &PutOptions::default())
+        .await
+        .unwrap();
+    let (converged, _) = c
+        .converged(Duration::from_secs(10))
+        .await
+        .expect("converged");
+    assert!(converged >= rev);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_beyond_the_voter_limit_stays_a_learner_and_serves_reads() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--voters", "3"]);
+    let mut c = Cluster::start(3, &flags).await;
+    let fourth = c.add().await;
+    let status = c.node(0).client().cluster().await.unwrap();
+    let learners: Vec<_> = status
+        .members
+        .iter()
+        .filter(|m| m.role == "learner")
+        .collect();
+    assert_eq!(learners.len(), 1, "{status:?}");
+    // A learner serves linearizable reads and forwards writes like any member.
+    let learner = c.node(fourth).client();
+    let rev = learner
+        .put("via-learner", "x", &PutOptions::default())
+        .await
+        .unwrap();
+    let kv = learner
+        .get("via-learner", &GetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kv.mod_revision, rev);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_joins_far_behind_catches_up_by_snapshot() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--snapshot-every", "500"]);
+    let mut c = Cluster::start(3, &flags).await;
+    let leader = c.leader(Duration::from_secs(10)).await.expect("a leader");
+    let addr = c.node(leader).addr.clone();
+    // 50,000 writes, from 32 writers at once.
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let client = keel_client::Client::new(&addr).unwrap();
+            tokio::spawn(async move {
+                for n in 0..50_000 / 32 + 1 {
+                    let i = w + n * 32;
+                    if i >= 50_000 {
+                        break;
+                    }
+                    client
+                        .put(
+                            &format!("bulk/{i:05}"),
+                            "0123456789abcdef",
+                            &PutOptions::default(),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let joined = c.add().await;
+    let log = c.node(joined).stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("installing a snapshot from the leader"),
+        "{log}"
+    );
+    let (revision, _) = c
+        .converged(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("no convergence: {}", c.logs()));
+    assert!(revision >= 50_000);
+    let page = c
+        .node(joined)
+        .client()
+        .list(&keel_client::ListOptions {
+            prefix: "bulk/".into(),
+            keys_only: true,
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10_000);
+}

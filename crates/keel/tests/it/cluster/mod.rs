@@ -1,8 +1,11 @@
 //! Clusters of real `keel` processes on loopback: forming by `--join`, serving any request on
 //! any node, losing the leader, losing the quorum.
 
+mod continuity;
 mod failover;
 mod membership;
+mod partition;
+pub mod proxy;
 
 use std::time::Duration;
 
@@ -26,41 +29,108 @@ pub struct Cluster {
     pub nodes: Vec<Option<Server>>,
     /// Extra flags every node was started with.
     pub flags: Vec<String>,
+    /// With [`Cluster::start_behind_proxies`]: each node's proxy, which it advertises.
+    pub proxies: Vec<proxy::Proxy>,
 }
 
 impl Cluster {
     /// Starts `n` nodes: the first forms the group, the others join it, and waits until all
     /// are voters (or learners beyond `--voters`) that report healthy.
     pub async fn start(n: usize, flags: &[&str]) -> Cluster {
+        Self::build(n, flags, false).await
+    }
+
+    /// Like [`Cluster::start`], with node `i` listening on 127.0.0.(10+i) and advertising a
+    /// [`proxy::Proxy`] in front of it, so that tests can cut and delay peer traffic.
+    pub async fn start_behind_proxies(n: usize, flags: &[&str]) -> Cluster {
+        Self::build(n, flags, true).await
+    }
+
+    async fn build(n: usize, flags: &[&str], proxied: bool) -> Cluster {
         let mut c = Cluster {
             nodes: Vec::new(),
             flags: flags.iter().map(|s| s.to_string()).collect(),
+            proxies: Vec::new(),
         };
         for _ in 0..n {
-            c.add().await;
+            if proxied {
+                c.add_behind_proxy().await;
+            } else {
+                c.add().await;
+            }
         }
         c
+    }
+
+    /// The loopback address node `i` listens on behind its proxy.
+    pub fn ip_of(i: usize) -> std::net::IpAddr {
+        std::net::IpAddr::from([127, 0, 0, 10 + i as u8])
+    }
+
+    /// Cuts node `i` off from every other node, in both directions.
+    pub fn isolate(&self, i: usize) {
+        self.proxies[i].isolate();
+        for (j, p) in self.proxies.iter().enumerate() {
+            if j != i {
+                p.cut_from(Self::ip_of(i));
+            }
+        }
+    }
+
+    /// Lifts every cut and delay.
+    pub fn heal(&self) {
+        for p in &self.proxies {
+            p.heal();
+        }
+    }
+
+    async fn add_behind_proxy(&mut self) -> usize {
+        let i = self.nodes.len();
+        let proxy = proxy::Proxy::start().await;
+        let mut extra = vec![
+            "--listen".to_owned(),
+            format!("{}:0", Self::ip_of(i)),
+            "--advertise".to_owned(),
+            proxy.url(),
+        ];
+        extra.extend(self.flags.iter().cloned());
+        let at = self.start_node(extra);
+        let listen = self.node(at).addr.trim_start_matches("http://").to_owned();
+        proxy.forward_to(listen.parse().expect("listen address"));
+        self.proxies.push(proxy);
+        self.wait_all_healthy().await;
+        at
     }
 
     /// Starts one more node that joins through the first live one, and waits until every
     /// member reports healthy.
     pub async fn add(&mut self) -> usize {
+        let at = self.start_node(self.flags.clone());
+        self.wait_all_healthy().await;
+        at
+    }
+
+    /// Starts a node with `extra` flags, joining through the first live node if any.
+    fn start_node(&mut self, extra: Vec<String>) -> usize {
         let seed = self.live().next().map(|(_, s)| s.addr.clone());
         let mut args: Vec<String> = vec!["--cluster-secret".into(), SECRET.into()];
-        args.extend(self.flags.iter().cloned());
+        args.extend(extra);
         if let Some(seed) = seed {
             args.extend(["--join".into(), seed]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let server = Server::start(&args);
         self.nodes.push(Some(server));
+        self.nodes.len() - 1
+    }
+
+    async fn wait_all_healthy(&self) {
         let want = self.live().count();
         assert!(
             self.wait_healthy(want, Duration::from_secs(30)).await,
             "the cluster did not reach {want} healthy members: {}",
             self.logs()
         );
-        self.nodes.len() - 1
     }
 
     /// The running nodes and their positions.
@@ -153,6 +223,10 @@ impl Cluster {
     pub fn restart(&mut self, i: usize, mut old: Server) {
         let listen = old.addr.trim_start_matches("http://").to_owned();
         let mut args = old.args.clone();
+        // The same address it had (a first start may have asked for port 0).
+        if let Some(at) = args.iter().position(|a| a == "--listen") {
+            args.drain(at..at + 2);
+        }
         args.extend(["--listen".into(), listen]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut next = Server::start_in(&old.data_dir, &args).expect("restart");
