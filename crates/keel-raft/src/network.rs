@@ -114,6 +114,17 @@ pub(crate) type SnapshotHead = (Vote, SnapshotMeta);
 #[derive(Clone)]
 pub(crate) struct Network {
     pub(crate) peers: Peers,
+    /// The peers last found unreachable: each loss and return is logged once.
+    pub(crate) down: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+}
+
+impl Network {
+    pub(crate) fn new(peers: Peers) -> Network {
+        Network {
+            peers,
+            down: Arc::default(),
+        }
+    }
 }
 
 /// A connection to one peer.
@@ -121,9 +132,27 @@ pub(crate) struct Peer {
     target: u64,
     addr: String,
     peers: Peers,
+    down: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 impl Peer {
+    /// Logs a change of the peer's reachability.
+    fn reached(&self, reachable: Result<(), &PeerError>) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match reachable {
+            Ok(()) => {
+                if down.remove(&self.target) {
+                    tracing::info!(node_id = self.target, addr = %self.addr, "peer reachable again");
+                }
+            }
+            Err(e) => {
+                if down.insert(self.target) {
+                    tracing::warn!(node_id = self.target, addr = %self.addr, error = %e, "peer unreachable");
+                }
+            }
+        }
+    }
+
     fn failed(&self, e: PeerError) -> RPCError<TypeConfig> {
         let any = AnyError::error(format!("node {}: {e}", self.target));
         match e {
@@ -138,11 +167,12 @@ impl Peer {
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let answer: RpcAnswer<Resp> = self
+        let answer: Result<RpcAnswer<Resp>, PeerError> = self
             .peers
             .call(&self.addr, call, request, option.hard_ttl())
-            .await
-            .map_err(|e| self.failed(e))?;
+            .await;
+        self.reached(answer.as_ref().map(drop));
+        let answer = answer.map_err(|e| self.failed(e))?;
         answer.map_err(|why| {
             self.failed(PeerError::Refused {
                 addr: self.addr.clone(),
@@ -160,6 +190,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
+            down: self.down.clone(),
         }
     }
 }

@@ -321,9 +321,7 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network {
-                peers: peers.clone(),
-            },
+            Network::new(peers.clone()),
             log_store,
             sm,
         )
