@@ -18,13 +18,15 @@ pub mod peer;
 mod proposer;
 mod read_index;
 mod state_machine;
+mod status;
 
 pub use clock::Clock;
 pub use cluster::{ask_to_join, ClusterError, Readiness, CAUGHT_UP};
 pub use log_store::LogStore;
 pub use network::Peers;
-pub use node::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadBarrierError};
+pub use node::{Node, NodeConfig, NodeError, ProposeError, ReadBarrierError};
 pub use state_machine::{StateMachine, StateReader};
+pub use status::NodeStatus;
 
 use completion::Completion;
 

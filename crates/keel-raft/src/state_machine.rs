@@ -133,14 +133,14 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
         };
-        if let Some(file) = snapshots.load_newest().map_err(snapshot_err)? {
-            let meta = codec::decode_snapshot_meta(&file.meta)
-                .map_err(|e| snapshot_err(format!("{}: {e}", file.path.display())))?;
-            applied.store = Store::decode_snapshot(config.clone(), &file.body)
-                .map_err(|e| snapshot_err(format!("{}: {e}", file.path.display())))?;
-            applied.last_applied = meta.last_log_id;
-            applied.membership = meta.last_membership;
-            tracing::info!(snapshot = %file.path.display(), revision = applied.store.revision(), "loaded snapshot");
+        for path in snapshots.files_newest_first().map_err(io_err)? {
+            if let Some((meta, store)) = read_snapshot_file(&path, &config)? {
+                applied.store = store;
+                applied.last_applied = meta.last_log_id;
+                applied.membership = meta.last_membership;
+                tracing::info!(snapshot = %path.display(), revision = applied.store.revision(), "loaded snapshot");
+                break;
+            }
         }
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let (revision, _) = watch::channel(applied.store.revision());
@@ -325,9 +325,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .last_log_id
             .map_or((0, 0), |l| (l.index, l.leader_id.term));
         let store = tokio::task::spawn_blocking(move || {
-            let file = SnapshotStore::read(&snapshot.path).map_err(snapshot_err)?;
-            let store = Store::decode_snapshot(config, &file.body).map_err(snapshot_err)?;
-            drop(file);
+            let (_, store) = read_snapshot_file(&snapshot.path, &config)?
+                .ok_or_else(|| snapshot_err(format!("{} is damaged", snapshot.path.display())))?;
             // A file received from the leader becomes one of this node's own snapshots.
             if snapshot.path != snapshots.path_for(index, term) {
                 snapshots
@@ -349,17 +348,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let snapshots = self.snapshots.clone();
-        let newest = tokio::task::spawn_blocking(move || snapshots.load_newest())
-            .await
-            .map_err(io_err)?
-            .map_err(snapshot_err)?;
-        let Some(file) = newest else {
-            return Ok(None);
-        };
-        let meta = codec::decode_snapshot_meta(&file.meta)?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: SnapshotData { path: file.path },
-        }))
+        // The newest file whose checksum holds, verified by streaming through it.
+        tokio::task::spawn_blocking(move || {
+            for path in snapshots.files_newest_first().map_err(io_err)? {
+                let reader = match SnapshotStore::open_reader(&path) {
+                    Ok(r) => r,
+                    Err(keel_storage::Error::Corrupt { .. }) => continue,
+                    Err(e) => return Err(io_err(e)),
+                };
+                let meta = codec::decode_snapshot_meta(reader.meta());
+                match reader.finish() {
+                    Ok(()) => {
+                        return Ok(Some(Snapshot {
+                            meta: meta?,
+                            snapshot: SnapshotData { path },
+                        }))
+                    }
+                    Err(keel_storage::Error::Corrupt { .. }) => continue,
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(io_err)?
     }
+}
+
+/// Reads the snapshot file at `path`, streaming its store out of it: its metadata and the
+/// store, or None if the file is damaged (its checksum does not hold: it is skipped, with a
+/// warning). An intact file that does not decode is an error: it was written by a format
+/// this build cannot read, and starting without it would lose state.
+fn read_snapshot_file(
+    path: &Path,
+    config: &StoreConfig,
+) -> io::Result<Option<(SnapshotMeta, Store)>> {
+    let mut reader = match SnapshotStore::open_reader(path) {
+        Ok(r) => r,
+        Err(e @ keel_storage::Error::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "skipping damaged snapshot file");
+            return Ok(None);
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let meta = codec::decode_snapshot_meta(reader.meta());
+    let store = Store::read_snapshot(config.clone(), &mut reader);
+    match reader.finish() {
+        Ok(()) => {}
+        Err(e @ keel_storage::Error::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "skipping damaged snapshot file");
+            return Ok(None);
+        }
+        Err(e) => return Err(io_err(e)),
+    }
+    let meta = meta.map_err(|e| snapshot_err(format!("{}: {e}", path.display())))?;
+    let store = store.map_err(|e| snapshot_err(format!("{}: {e}", path.display())))?;
+    Ok(Some((meta, store)))
 }

@@ -19,4 +19,4 @@ pub use error::{Error, Result};
 pub use lock::DirLock;
 pub use log::{Log, LogOptions, OpenReport};
 pub use meta::{read_meta, write_meta};
-pub use snapshot::{SnapshotFile, SnapshotStore};
+pub use snapshot::{SnapshotFile, SnapshotReader, SnapshotStore};

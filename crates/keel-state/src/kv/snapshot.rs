@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{KeyValue, Kv};
-use crate::snapshot::{seq, SnapshotError};
+use crate::snapshot::{seq, Input, SnapshotError};
 use crate::{LeaseId, Revision};
 
 /// The section's current version.
@@ -85,6 +85,26 @@ pub(crate) fn decode(
         .collect())
 }
 
+/// Reads the keys a record at a time (the streaming twin of [`decode`], same bytes).
+pub(crate) fn read<R: std::io::Read>(
+    version: u8,
+    input: &mut Input<R>,
+) -> Result<BTreeMap<String, KeyValue>, SnapshotError> {
+    if version != VERSION {
+        return Err(SnapshotError::UnknownSectionVersion {
+            section: "kv",
+            version,
+        });
+    }
+    let count: usize = input.value()?;
+    let mut keys = BTreeMap::new();
+    for _ in 0..count {
+        let r: KeyRecord<String> = input.value()?;
+        keys.insert(r.key, KeyValue::from(r.kv));
+    }
+    Ok(keys)
+}
+
 /// The tombstone section's current version.
 pub(crate) const TOMBSTONES_VERSION: u8 = 1;
 
@@ -106,4 +126,25 @@ pub(crate) fn decode_tombstones(
     }
     let (since, tombstones): (Revision, Vec<(String, Revision)>) = postcard::from_bytes(body)?;
     Ok((since, tombstones.into_iter().collect()))
+}
+
+/// Reads the tombstones a record at a time (the streaming twin of [`decode_tombstones`]).
+pub(crate) fn read_tombstones<R: std::io::Read>(
+    version: u8,
+    input: &mut Input<R>,
+) -> Result<(Revision, BTreeMap<String, Revision>), SnapshotError> {
+    if version != TOMBSTONES_VERSION {
+        return Err(SnapshotError::UnknownSectionVersion {
+            section: "tombstones",
+            version,
+        });
+    }
+    let since: Revision = input.value()?;
+    let count: usize = input.value()?;
+    let mut tombstones = BTreeMap::new();
+    for _ in 0..count {
+        let (key, rev): (String, Revision) = input.value()?;
+        tombstones.insert(key, rev);
+    }
+    Ok((since, tombstones))
 }

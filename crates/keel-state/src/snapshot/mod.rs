@@ -22,11 +22,14 @@
 //! by [`v1`]. Golden fixtures under `tests/fixtures` pin all three.
 
 mod history;
+mod read;
 mod v1;
 mod v2;
 
+pub(crate) use read::Input;
+
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -216,59 +219,6 @@ fn write_section<W: Write>(
     out.write_all(&0u32.to_le_bytes())
 }
 
-/// Splits a format-3 body after its header into sections, joining each one's chunks.
-fn read_sections(mut rest: &[u8]) -> Result<BTreeMap<u8, (u8, Vec<u8>)>, SnapshotError> {
-    let truncated = || SnapshotError::Inconsistent("the snapshot is truncated".into());
-    let mut take = |n: usize| -> Result<&[u8], SnapshotError> {
-        let (head, after) = rest.split_at_checked(n).ok_or_else(truncated)?;
-        rest = after;
-        Ok(head)
-    };
-    let mut sections = BTreeMap::new();
-    loop {
-        let tag = take(1)?[0];
-        if tag == END {
-            break;
-        }
-        let version = take(1)?[0];
-        if !known_tag(tag) {
-            return Err(SnapshotError::UnknownSection(tag));
-        }
-        let mut body = Vec::new();
-        loop {
-            let mut len = [0u8; 4];
-            len.copy_from_slice(take(4)?);
-            let len = u32::from_le_bytes(len) as usize;
-            if len == 0 {
-                break;
-            }
-            body.extend_from_slice(take(len)?);
-        }
-        if sections.insert(tag, (version, body)).is_some() {
-            return Err(SnapshotError::Inconsistent(format!(
-                "section {tag} appears twice"
-            )));
-        }
-    }
-    if !rest.is_empty() {
-        return Err(SnapshotError::Inconsistent(format!(
-            "{} bytes follow the last section",
-            rest.len()
-        )));
-    }
-    Ok(sections)
-}
-
-fn decode_v3(body: &[u8]) -> Result<Parts, SnapshotError> {
-    let (header, rest): (Header, &[u8]) = postcard::take_from_bytes(body)?;
-    let sections = read_sections(rest)?;
-    let borrowed = sections
-        .iter()
-        .map(|(&tag, (version, body))| (tag, (*version, body.as_slice())))
-        .collect();
-    decode_sections(header.revision, header.now_ms, &borrowed)
-}
-
 impl Store {
     /// Encodes the whole store (every capability's state and the kept history) as versioned
     /// bytes, in memory. [`Store::write_snapshot`] streams the same bytes.
@@ -324,15 +274,23 @@ impl Store {
         h.finalize().into()
     }
 
-    /// Rebuilds a store from [`Store::encode_snapshot`] output (or format 1). `config` is this
-    /// node's own setting; the history is trimmed to it.
+    /// Rebuilds a store from [`Store::encode_snapshot`] output (or an older format). `config`
+    /// is this node's own setting; the history is trimmed to it.
     pub fn decode_snapshot(config: StoreConfig, bytes: &[u8]) -> Result<Store, SnapshotError> {
-        let parts = match bytes.split_first() {
+        Self::read_snapshot(config, bytes)
+    }
+
+    /// Like [`Store::decode_snapshot`], reading the snapshot from `reader` as it decodes it:
+    /// the keys and tombstones are decoded a record at a time, so restoring holds the state
+    /// and a buffer, not the snapshot's bytes. (Formats 1 and 2 are read whole first.)
+    pub fn read_snapshot(config: StoreConfig, reader: impl Read) -> Result<Store, SnapshotError> {
+        let mut input = Input::new(reader);
+        let parts = match input.byte()? {
             None => return Err(SnapshotError::Empty),
-            Some((&FORMAT, rest)) => decode_v3(rest)?,
-            Some((&2, rest)) => v2::decode(rest)?,
-            Some((&1, rest)) => v1::decode(rest)?,
-            Some((&v, _)) => return Err(SnapshotError::UnknownFormat(v)),
+            Some(FORMAT) => read::read_v3(&mut input)?,
+            Some(2) => v2::decode(&input.rest()?)?,
+            Some(1) => v1::decode(&input.rest()?)?,
+            Some(v) => return Err(SnapshotError::UnknownFormat(v)),
         };
         let Parts {
             revision,

@@ -88,9 +88,6 @@ pub async fn resolve(
             joined: false,
         });
     }
-    // A new node joining: mark it first, so that it never bootstraps a group of its own.
-    keel_storage::write_meta(&dir.join(JOINED_FILE), b"joined")
-        .with_context(|| format!("writing {}", dir.join(JOINED_FILE).display()))?;
     let request = JoinRequest {
         id: stored.or(flag),
         addr: advertise.to_owned(),
@@ -110,6 +107,11 @@ pub async fn resolve(
     if stored.is_none() {
         keep(node_id)?;
     }
+    // Marked before Raft starts: a node the cluster knows as a member never bootstraps a
+    // group of its own, even restarted without --join before it heard from the leader.
+    // (A join that failed leaves no mark: the directory may still start a group.)
+    keel_storage::write_meta(&dir.join(JOINED_FILE), b"joined")
+        .with_context(|| format!("writing {}", dir.join(JOINED_FILE).display()))?;
     tracing::info!(node_id, "joined the cluster as a learner");
     Ok(Identity {
         node_id,
