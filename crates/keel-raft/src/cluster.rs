@@ -218,6 +218,66 @@ impl Node {
         }
     }
 
+    /// The address the membership records for member `id`, if it is one.
+    pub fn member_addr(&self, id: u64) -> Option<String> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone());
+        addr
+    }
+
+    /// Makes the membership record `addr` as this node's address, if it records another
+    /// (the node was restarted with a new `--advertise` or port): asks the leader, once one
+    /// is known, for up to `patience`.
+    pub async fn keep_address(&self, addr: &str, patience: Duration) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match self.member_addr(self.id()) {
+                Some(known) if known != addr => {}
+                _ => return Ok(()),
+            }
+            let request = JoinRequest {
+                id: Some(self.id()),
+                addr: addr.to_owned(),
+                relayed: false,
+            };
+            // The leader may not know where this node is, so this node may not know the
+            // leader: any other member passes the request on.
+            let others: Vec<String> = {
+                let m = self.raft.metrics().borrow_watched().clone();
+                let others = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .filter(|(id, _)| **id != self.id())
+                    .map(|(_, n)| n.addr.clone())
+                    .collect();
+                others
+            };
+            match ask_to_join(
+                &self.peers,
+                &others,
+                &request,
+                self.settings.request_timeout,
+            )
+            .await
+            {
+                Ok(_) => {
+                    tracing::info!(addr, "the cluster now records this node's new address");
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "recording the new address; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(ClusterError::Refused(e)),
+            }
+        }
+    }
+
     /// This node's own view of itself.
     pub fn self_status(&self) -> SelfStatus {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -110,18 +110,39 @@ pub(crate) type RpcAnswer<T> = Result<T, String>;
 /// The head of a snapshot install: the leader's vote and the snapshot's metadata.
 pub(crate) type SnapshotHead = (Vote, SnapshotMeta);
 
+/// Every member's address as the latest membership records it, shared by all connections:
+/// openraft keeps a replication stream when a member's address changes, so a connection
+/// looks its peer's address up for every call.
+#[derive(Clone, Default)]
+pub(crate) struct Addresses(Arc<std::sync::RwLock<std::collections::BTreeMap<u64, String>>>);
+
+impl Addresses {
+    pub(crate) fn set(&self, members: impl Iterator<Item = (u64, String)>) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        map.extend(members);
+    }
+
+    fn get(&self, id: u64) -> Option<String> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).cloned()
+    }
+}
+
 /// Creates connections to peers.
 #[derive(Clone)]
 pub(crate) struct Network {
     pub(crate) peers: Peers,
+    addresses: Addresses,
     /// The peers last found unreachable: each loss and return is logged once.
-    pub(crate) down: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+    down: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 impl Network {
-    pub(crate) fn new(peers: Peers) -> Network {
+    pub(crate) fn new(peers: Peers, addresses: Addresses) -> Network {
         Network {
             peers,
+            addresses,
             down: Arc::default(),
         }
     }
@@ -130,24 +151,33 @@ impl Network {
 /// A connection to one peer.
 pub(crate) struct Peer {
     target: u64,
-    addr: String,
+    /// Its address when the connection was made (used until the membership names one).
+    first_addr: String,
+    addresses: Addresses,
     peers: Peers,
     down: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 impl Peer {
+    /// The peer's address now.
+    fn addr(&self) -> String {
+        self.addresses
+            .get(self.target)
+            .unwrap_or_else(|| self.first_addr.clone())
+    }
+
     /// Logs a change of the peer's reachability.
-    fn reached(&self, reachable: Result<(), &PeerError>) {
+    fn reached(&self, addr: &str, reachable: Result<(), &PeerError>) {
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         match reachable {
             Ok(()) => {
                 if down.remove(&self.target) {
-                    tracing::info!(node_id = self.target, addr = %self.addr, "peer reachable again");
+                    tracing::info!(node_id = self.target, addr, "peer reachable again");
                 }
             }
             Err(e) => {
                 if down.insert(self.target) {
-                    tracing::warn!(node_id = self.target, addr = %self.addr, error = %e, "peer unreachable");
+                    tracing::warn!(node_id = self.target, addr, error = %e, "peer unreachable");
                 }
             }
         }
@@ -167,18 +197,14 @@ impl Peer {
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
+        let addr = self.addr();
         let answer: Result<RpcAnswer<Resp>, PeerError> = self
             .peers
-            .call(&self.addr, call, request, option.hard_ttl())
+            .call(&addr, call, request, option.hard_ttl())
             .await;
-        self.reached(answer.as_ref().map(drop));
+        self.reached(&addr, answer.as_ref().map(drop));
         let answer = answer.map_err(|e| self.failed(e))?;
-        answer.map_err(|why| {
-            self.failed(PeerError::Refused {
-                addr: self.addr.clone(),
-                why,
-            })
-        })
+        answer.map_err(|why| self.failed(PeerError::Refused { addr, why }))
     }
 }
 
@@ -188,7 +214,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         Peer {
             target,
-            addr: node.addr.clone(),
+            first_addr: node.addr.clone(),
+            addresses: self.addresses.clone(),
             peers: self.peers.clone(),
             down: self.down.clone(),
         }
@@ -233,21 +260,17 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         let head = encode("snapshot head", &head)
             .map_err(|e| StreamingError::Network(NetworkError::new(&AnyError::new(&e))))?;
         let path = snapshot.snapshot.path.clone();
+        let addr = self.addr();
         tracing::info!(target = self.target, file = %path.display(), "sending a snapshot");
         let send = self
             .peers
-            .send_snapshot::<RpcAnswer<SnapshotResponse<TypeConfig>>>(&self.addr, head, &path);
+            .send_snapshot::<RpcAnswer<SnapshotResponse<TypeConfig>>>(&addr, head, &path);
         let answer = tokio::select! {
             answer = send => answer,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
         let answer = answer.map_err(|e| StreamingError::from(self.failed(e)))?;
-        answer.map_err(|why| {
-            StreamingError::from(self.failed(PeerError::Refused {
-                addr: self.addr.clone(),
-                why,
-            }))
-        })
+        answer.map_err(|why| StreamingError::from(self.failed(PeerError::Refused { addr, why })))
     }
 
     async fn transfer_leader(

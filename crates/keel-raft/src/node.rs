@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::forward::Forwarder;
 use crate::log_store::LogStore;
-use crate::network::{Network, Peers};
+use crate::network::{Addresses, Network, Peers};
 use crate::proposer::Proposer;
 use crate::read_index::ReadIndex;
 use crate::state_machine::{StateMachine, StateReader};
@@ -296,10 +296,11 @@ impl Node {
         .validate()
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let peers = config.peers.clone();
+        let addresses = Addresses::default();
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network::new(peers.clone()),
+            Network::new(peers.clone(), addresses.clone()),
             log_store,
             sm,
         )
@@ -327,7 +328,12 @@ impl Node {
         let first = status_now(&raft.server_metrics().borrow_watched(), config.node_id);
         let (status_tx, status) = watch::channel(first);
         let status_tx = Arc::new(status_tx);
-        let mut tasks = vec![spawn_status(&raft, config.node_id, status_tx.clone())];
+        let mut tasks = vec![spawn_status(
+            &raft,
+            config.node_id,
+            status_tx.clone(),
+            addresses,
+        )];
         let proposer = Proposer::spawn(raft.clone());
         let read_index = ReadIndex::spawn(
             raft.clone(),

@@ -7,6 +7,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ServerState;
 use tokio::sync::watch;
 
+use crate::network::Addresses;
 use crate::{Raft, TypeConfig};
 
 /// A snapshot of the node's Raft status.
@@ -57,17 +58,24 @@ pub(crate) fn status_now(
 }
 
 /// Mirrors openraft's server metrics (role, leader, term, membership: they change on
-/// elections, not on every write) into a [`NodeStatus`] channel and Prometheus gauges.
+/// elections, not on every write) into a [`NodeStatus`] channel and Prometheus gauges, and
+/// every member's address into the network's [`Addresses`].
 pub(crate) fn spawn_status(
     raft: &Raft,
     id: u64,
     tx: Arc<watch::Sender<NodeStatus>>,
+    addresses: Addresses,
 ) -> tokio::task::JoinHandle<()> {
     let mut server = raft.server_metrics();
     let all = raft.metrics();
     tokio::spawn(async move {
         loop {
-            let status = status_now(&server.borrow_and_update(), id);
+            let status = {
+                let m = server.borrow_and_update();
+                let members = m.membership_config.membership().nodes();
+                addresses.set(members.map(|(id, n)| (*id, n.addr.clone())));
+                status_now(&m, id)
+            };
             metrics::gauge!("keel_raft_term").set(status.term as f64);
             metrics::gauge!("keel_raft_is_leader").set(if status.is_leader { 1.0 } else { 0.0 });
             tx.send_modify(|s| {

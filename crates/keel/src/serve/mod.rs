@@ -131,6 +131,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "keel started"
     );
     let node = Arc::new(node);
+    if status.members > 1 {
+        // Restarted on another address: the others must learn it to reach this node.
+        let node = node.clone();
+        let advertise = advertise.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node
+                .keep_address(&advertise, Duration::from_secs(120))
+                .await
+            {
+                tracing::error!(error = %e, addr = %advertise, "the cluster still records another address for this node");
+            }
+        });
+    }
     let config = ServerConfig {
         max_value_size: settings.max_value_size,
         max_request_size: settings.max_request_size,

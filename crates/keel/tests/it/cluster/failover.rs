@@ -144,3 +144,42 @@ async fn a_node_without_quorum_answers_no_quorum_and_never_a_stale_linearizable_
     assert!(stale.headers().contains_key("keel-applied-revision"));
     assert_eq!(stale.text().await.unwrap(), "before");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_on_a_new_port_is_found_there() {
+    let mut c = Cluster::start(3, FAST).await;
+    let leader = c.leader(Duration::from_secs(10)).await.expect("a leader");
+    let moved = (0..3).find(|&i| i != leader).unwrap();
+    let mut old = c.kill(moved);
+    // Its arguments ask for port 0: it comes back on another port.
+    let args: Vec<&str> = old.args.iter().map(String::as_str).collect();
+    let mut next = crate::support::Server::start_in(&old.data_dir, &args).expect("restart");
+    next.adopt_tmp(&mut old);
+    assert_ne!(next.addr, old.addr);
+    let new_addr = next.addr.clone();
+    c.nodes[moved] = Some(next);
+    let rev = c
+        .node(leader)
+        .client()
+        .put("after-move", "x", &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        c.wait_healthy(3, Duration::from_secs(30)).await,
+        "{}",
+        c.logs()
+    );
+    let status = c.node(leader).client().cluster().await.unwrap();
+    assert!(
+        status.members.iter().any(|m| m.address == new_addr),
+        "{status:?}"
+    );
+    let kv = c
+        .node(moved)
+        .client()
+        .get("after-move", &GetOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", c.logs()))
+        .unwrap();
+    assert_eq!(kv.mod_revision, rev);
+}
