@@ -10,8 +10,8 @@
 # spreads over the three members). Failover: kill -9 of the leader, then a client that tries
 # a write through a surviving node every 100 ms; the time to its first acknowledged write.
 # Catch-up: a fourth node joins a cluster holding CATCHUP_KEYS keys with a small
-# --snapshot-every; the time from its start until it has applied the leader's commit, and
-# the snapshot bytes it received. Prints JSON lines, then medians. KEEL=path picks the keel
+# --snapshot-every (REPS times, each on a fresh cluster); the time from its start until it is
+# a healthy voter, the snapshot bytes it received, and how many installs that took. Prints JSON lines, then medians. KEEL=path picks the keel
 # binary; BENCH_OUT=FILE also keeps the JSON lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,19 +136,24 @@ for t in $(seq 1 "$trials"); do
 done
 cleanup_servers
 
-echo "== catch-up by snapshot, $catchup_keys keys" >&2
-cluster_of 3 catchup --snapshot-every 1000
-lead=$(leader_addr "${nodes[0]}")
-"$bin/keel-bench" --target keel --addr "$lead" --workload load --keys "$catchup_keys" \
-  --clients 32 >&2
-started=$(now_ms)
-start_keel catchup-4 "$exe" --cluster-secret "$secret" --join "http://$lead" --snapshot-every 1000
-new=$keel
-wait_members "$lead" 4
-took=$(( $(now_ms) - started ))
-bytes=$(curl -sf "http://$new/metrics" | awk '/^keel_snapshot_received_bytes_total/ {print $2}')
-echo "{\"target\":\"keel-3\",\"workload\":\"catchup\",\"keys\":$catchup_keys,\"ms\":$took,\"snapshot_bytes\":${bytes:-0}}" | tee -a "$out"
-cleanup_servers
+for rep in $(seq 1 "$reps"); do
+  echo "== catch-up by snapshot, $catchup_keys keys, repetition $rep of $reps" >&2
+  cluster_of 3 "catchup-$rep" --snapshot-every 1000
+  lead=$(leader_addr "${nodes[0]}")
+  "$bin/keel-bench" --target keel --addr "$lead" --workload load --keys "$catchup_keys" \
+    --clients 32 >&2
+  started=$(now_ms)
+  start_keel "catchup-$rep-4" "$exe" --cluster-secret "$secret" --join "http://$lead" \
+    --snapshot-every 1000
+  new=$keel
+  wait_members "$lead" 4
+  took=$(( $(now_ms) - started ))
+  bytes=$(curl -sf "http://$new/metrics" | awk '/^keel_snapshot_received_bytes_total/ {print $2}')
+  installs=$(grep -c "installing a snapshot from the leader" "$work/keel-catchup-$rep-4.log" || true)
+  echo "{\"target\":\"keel-3\",\"workload\":\"catchup\",\"keys\":$catchup_keys,\"ms\":$took,\"snapshot_bytes\":${bytes:-0},\"installs\":$installs}" | tee -a "$out"
+  cleanup_servers
+  rm -rf "$work"/keel-catchup-"$rep"-*
+done
 
 python3 - "$out" <<'PY'
 import json, statistics, sys
@@ -167,9 +172,10 @@ fo = [r["ms"] for r in runs if r.get("workload") == "failover" and r["ms"] is no
 if fo:
     print(f"\nfailover (kill -9 of the leader → first acknowledged write): median {med(fo)} ms, "
           f"max {max(fo)} ms, {len(fo)} trials")
-for r in runs:
-    if r.get("workload") == "catchup":
-        mb = r["snapshot_bytes"] / 1e6
-        print(f"catch-up: {r['keys']:,} keys, snapshot {mb:.1f} MB, joined and caught up in "
-              f"{r['ms']} ms ({mb / (r['ms'] / 1000):.1f} MB/s end to end)")
+cu = [r for r in runs if r.get("workload") == "catchup"]
+if cu:
+    rate = [r["snapshot_bytes"] / 1e6 / (r["ms"] / 1000) for r in cu]
+    print(f"catch-up: {cu[0]['keys']:,} keys; snapshot MB received {[round(r['snapshot_bytes'] / 1e6, 1) for r in cu]}, "
+          f"installs {[r.get('installs') for r in cu]}, ms {[r['ms'] for r in cu]}; "
+          f"median {med(rate):.1f} MB/s end to end")
 PY
