@@ -69,19 +69,23 @@ async fn transfer_leader(
     Ok(Json(LeaderResponse { leader: req.id }))
 }
 
-/// `GET /v1/cluster/state-hash`: this node's applied state, at once (no read barrier).
-async fn state_hash(State(state): State<AppState>) -> Json<StateHash> {
-    let (revision, digest) = state
-        .node
-        .state()
-        .read(|s| (s.revision(), s.state_digest()));
+/// `GET /v1/cluster/state-hash`: this node's applied state, at once (no read barrier). The
+/// store is cloned under the read lock (O(1): its maps are persistent) and hashed off it, on
+/// a blocking thread, so that hashing a large store never holds up applying.
+async fn state_hash(State(state): State<AppState>) -> Result<Json<StateHash>, ApiError> {
+    let store = state.node.state().read(|s| s.clone());
+    let applied_index = state.node.applied_index();
+    let revision = store.revision();
+    let digest = tokio::task::spawn_blocking(move || store.state_digest())
+        .await
+        .map_err(|e| ApiError::internal(format!("hashing the state: {e}")))?;
     let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Json(StateHash {
+    Ok(Json(StateHash {
         node_id: state.node.id(),
         revision,
-        applied_index: state.node.applied_index(),
+        applied_index,
         state_hash: hex,
-    })
+    }))
 }
 
 fn parse_id(text: &str) -> Result<u64, ApiError> {
