@@ -287,7 +287,10 @@ impl Node {
             // A snapshot is streamed from its file; the transfer ends when the leader cancels.
             install_snapshot_timeout: 600_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every.max(1)),
-            max_in_snapshot_log_to_keep: 0,
+            // One snapshot interval of log is kept behind each snapshot, so that a follower a
+            // little behind (restarted, or still installing the previous snapshot) catches up
+            // from the log instead of being sent the next snapshot whole.
+            max_in_snapshot_log_to_keep: config.snapshot_every.max(1),
             purge_batch_size: 1,
             max_payload_entries: 512,
             enable_pre_vote: Some(true),

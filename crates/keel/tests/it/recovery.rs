@@ -182,30 +182,54 @@ async fn corruption_in_the_middle_refuses_to_start() {
 }
 
 #[tokio::test]
-async fn a_damaged_snapshot_over_a_purged_log_refuses_to_start() {
+async fn a_damaged_snapshot_falls_back_to_the_older_one_and_both_damaged_refuse_to_start() {
     let mut s = Server::start(&["--snapshot-every", "50", "--segment-size", "4096"]);
     write_keys(&s, 200).await;
     let snaps = s.data_dir.join("snapshots");
-    // Two snapshots kept, and the log purged up to the newest: the older one alone no longer
-    // reaches the log. (The purge follows the snapshot, so wait for both.)
-    let purged_past_older = eventually(Duration::from_secs(20), async || {
+    // Two snapshots kept, and the log purged up to one snapshot interval behind the newest:
+    // the older snapshot and the log kept after it still reach the end; nothing older does.
+    // (The purge follows the snapshot, so wait for both.)
+    let purged_to_older = eventually(Duration::from_secs(20), async || {
         let kept = files(&snaps, "snap");
-        kept.len() == 2 && purged_index(&s.data_dir) >= snapshot_index(&kept[1])
+        kept.len() == 2 && purged_index(&s.data_dir) >= snapshot_index(&kept[0])
     })
     .await;
     assert!(
-        purged_past_older,
+        purged_to_older,
         "snapshots {:?}, purged up to {}",
         files(&snaps, "snap"),
         purged_index(&s.data_dir)
     );
     s.stop();
-    let newest = files(&snaps, "snap").pop().unwrap();
-    let mut raw = std::fs::read(&newest).unwrap();
-    let mid = raw.len() / 2;
-    raw[mid] ^= 0xff;
-    std::fs::write(&newest, raw).unwrap();
-    let err = Server::start_in(&s.data_dir, &[]).unwrap_err();
+    let damage = |path: &Path| {
+        let mut raw = std::fs::read(path).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0xff;
+        std::fs::write(path, raw).unwrap();
+    };
+    // The newest damaged: the node starts from the older one and the log, and has every key.
+    let kept = files(&snaps, "snap");
+    damage(&kept[1]);
+    let mut s2 = Server::start_in(&s.data_dir, &[]).expect("starts from the older snapshot");
+    assert!(s2
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("skipping damaged snapshot file"));
+    check_keys(&s2, 200).await;
+    s2.stop();
+    // Both damaged (the older one now too): the log alone no longer reaches back, and the
+    // node refuses to start.
+    damage(&kept[0]);
+    let err = match Server::start_in(&s.data_dir, &[]) {
+        Ok(started) => panic!(
+            "started with {:?}, purged up to {}: {}",
+            files(&snaps, "snap"),
+            purged_index(&s.data_dir),
+            started.stderr.lock().unwrap()
+        ),
+        Err(e) => e,
+    };
     assert_eq!(err.status.and_then(|st| st.code()), Some(2));
     assert!(
         err.stderr.contains("skipping damaged snapshot file"),
