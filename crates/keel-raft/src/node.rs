@@ -215,6 +215,16 @@ pub(crate) fn safe_to_retry(e: &ProposeError) -> bool {
     matches!(e, ProposeError::NotLeader { .. })
 }
 
+/// Where a write goes.
+enum Route {
+    /// This node leads.
+    Here,
+    /// Forwarded to the leader at this address.
+    Leader(String),
+    /// No leader is known yet.
+    Unknown,
+}
+
 /// Pause between attempts while no leader is known or it is changing.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -408,16 +418,24 @@ impl Node {
     async fn propose_anywhere(&self, command: Command) -> Result<Outcome, ProposeError> {
         let mut status = self.status.clone();
         loop {
-            let s = status.borrow_and_update().clone();
-            if let Some(why) = s.fatal {
-                return Err(ProposeError::Unavailable(why));
-            }
-            let attempt = if s.is_leader {
-                Some(self.propose_here(command.clone()).await)
-            } else if let Some(addr) = s.leader_addr {
-                Some(self.forwarder.forward(addr, command.clone()).await)
-            } else {
-                None
+            // Read under the borrow, without copying the status on every write.
+            let route = {
+                let s = status.borrow_and_update();
+                if let Some(why) = &s.fatal {
+                    return Err(ProposeError::Unavailable(why.clone()));
+                }
+                match (&s.leader_addr, s.is_leader) {
+                    (_, true) => Route::Here,
+                    (Some(addr), false) => Route::Leader(addr.clone()),
+                    (None, false) => Route::Unknown,
+                }
+            };
+            // The command is copied for each attempt: one that a leader refused (it had just
+            // stepped down) is tried again where the new leader is.
+            let attempt = match route {
+                Route::Here => Some(self.propose_here(command.clone()).await),
+                Route::Leader(addr) => Some(self.forwarder.forward(addr, command.clone()).await),
+                Route::Unknown => None,
             };
             match attempt {
                 Some(Err(e)) if safe_to_retry(&e) => {}

@@ -48,7 +48,12 @@ async fn a_killed_leader_loses_no_acknowledged_write_and_catches_up_on_restart()
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill the leader once the writers are well under way.
+    let under_way = crate::support::eventually(Duration::from_secs(20), async || {
+        acked.lock().unwrap().len() >= 200
+    })
+    .await;
+    assert!(under_way, "the writers did not get going: {}", c.logs());
     let old = c.kill(leader);
     *killed_at.lock().unwrap() = Some(Instant::now());
     for w in writers {
