@@ -128,6 +128,10 @@ struct Report {
     late_after_1s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     catch_up_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_p50_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_p99_us: Option<f64>,
     /// CPU seconds the load generator used per wall second (1.0 = one core).
     loadgen_cpu: f64,
 }
@@ -214,6 +218,10 @@ async fn run<C: Client>(args: Arc<Args>) -> Result<()> {
         late_after_1s: m.fanout.as_ref().map(|f| f.late_after_1s),
         catch_up_ms: m.fanout.as_ref().map(|f| f.catch_up.as_secs_f64() * 1e3),
         missed: (w == Workload::WatchFanout).then_some(m.missed),
+        claim_p50_us: (w == Workload::TaskCycle)
+            .then(|| m.claim_hist.value_at_quantile(0.50) as f64),
+        claim_p99_us: (w == Workload::TaskCycle)
+            .then(|| m.claim_hist.value_at_quantile(0.99) as f64),
         loadgen_cpu: (cpu_seconds() - cpu0) / wall,
     };
     println!("{}", serde_json::to_string(&report)?);

@@ -31,7 +31,14 @@ pub enum Workload {
     Ceiling,
     /// Only write every key once (to fill a store), then report.
     Load,
+    /// One task's life, each step durable: enqueue a `--value-size` payload, claim the next
+    /// task (any client's), complete it. An op is the whole cycle; the claim's own latency is
+    /// reported apart.
+    TaskCycle,
 }
+
+/// The queue task-cycle runs use.
+pub const QUEUE: &str = "bench";
 
 impl Workload {
     pub fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Workload {
             Workload::WatchFanout => "watch-fanout",
             Workload::Ceiling => "ceiling",
             Workload::Load => "load",
+            Workload::TaskCycle => "task-cycle",
         }
     }
 }
@@ -49,6 +57,8 @@ impl Workload {
 /// What a run measured.
 pub struct Measured {
     pub hist: Histogram<u64>,
+    /// Claim latencies (task-cycle only).
+    pub claim_hist: Histogram<u64>,
     pub ops: u64,
     pub errors: u64,
     /// Compare-and-swap attempts that lost the race (cas only).
@@ -79,6 +89,7 @@ impl Measured {
     fn new() -> Result<Measured> {
         Ok(Measured {
             hist: new_histogram()?,
+            claim_hist: new_histogram()?,
             ops: 0,
             errors: 0,
             conflicts: 0,
@@ -91,6 +102,7 @@ impl Measured {
 
     fn add(&mut self, other: &Measured) -> Result<()> {
         self.hist.add(&other.hist)?;
+        self.claim_hist.add(&other.claim_hist)?;
         self.ops += other.ops;
         self.errors += other.errors;
         self.conflicts += other.conflicts;
@@ -177,11 +189,25 @@ async fn step<C: Client>(
                 .await?
                 == Swap::Done)
         }
-        Workload::WatchFanout | Workload::Load => {
-            bail!("{} is not a closed-loop workload", workload.name())
+        Workload::WatchFanout | Workload::Load | Workload::TaskCycle => {
+            bail!("{} is not a step of one request", workload.name())
         }
     }
     Ok(true)
+}
+
+/// One task cycle: enqueue, claim, complete; the claim's latency.
+async fn task_cycle<C: Client>(conn: &mut C, value: &Bytes) -> Result<Duration> {
+    conn.enqueue(QUEUE, value.clone()).await?;
+    let t = Instant::now();
+    // Every client enqueues before it claims, so a task is always there to take.
+    let task = conn
+        .claim(QUEUE)
+        .await?
+        .context("no task to claim although one was enqueued")?;
+    let claimed = t.elapsed();
+    conn.complete(QUEUE, task).await?;
+    Ok(claimed)
 }
 
 /// One closed-loop client: sends its next request as soon as the last one is answered. A
@@ -200,7 +226,14 @@ async fn closed_loop_client<C: Client>(
     let mut op_start: Option<Instant> = None;
     while Instant::now() < end {
         let t = *op_start.get_or_insert_with(Instant::now);
-        let result = step(&mut conn, args.workload, &mut rng, &args, &value).await;
+        let mut claimed = None;
+        let result = match args.workload {
+            Workload::TaskCycle => task_cycle(&mut conn, &value).await.map(|c| {
+                claimed = Some(c);
+                true
+            }),
+            w => step(&mut conn, w, &mut rng, &args, &value).await,
+        };
         let measured = t >= warm_end;
         match result {
             Ok(true) => {
@@ -209,6 +242,9 @@ async fn closed_loop_client<C: Client>(
                 if measured {
                     m.ops += 1;
                     m.hist.record((t.elapsed().as_micros() as u64).max(1))?;
+                    if let Some(c) = claimed {
+                        m.claim_hist.record((c.as_micros() as u64).max(1))?;
+                    }
                 }
             }
             Ok(false) => {

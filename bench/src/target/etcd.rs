@@ -13,6 +13,7 @@ pub struct Etcd(etcd_client::Client);
 
 impl Client for Etcd {
     type Watch = EtcdWatch;
+    type Task = ();
 
     /// `addr` may list several members, comma-separated (a cluster).
     async fn connect(addr: &str) -> Result<Self> {

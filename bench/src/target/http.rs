@@ -77,6 +77,8 @@ pub struct Keel(HttpConn);
 
 impl Client for Keel {
     type Watch = KeelWatch;
+    /// (id, claim token)
+    type Task = (u64, String);
 
     async fn connect(addr: &str) -> Result<Self> {
         Ok(Keel(HttpConn::open(addr).await?))
@@ -135,6 +137,34 @@ impl Client for Keel {
     async fn watch(&mut self, prefix: &str) -> Result<KeelWatch> {
         KeelWatch::open(&self.0.host, prefix).await
     }
+
+    async fn enqueue(&mut self, queue: &str, payload: Bytes) -> Result<()> {
+        let path = format!("/v1/queues/{queue}/tasks");
+        let a = self.0.send(Method::POST, &path, payload).await?;
+        expect_success("enqueue", &a)
+    }
+
+    async fn claim(&mut self, queue: &str) -> Result<Option<(u64, String)>> {
+        let wait = super::CLAIM_WAIT.as_millis();
+        let path = format!("/v1/queues/{queue}/claim?wait={wait}ms&lease=60s");
+        let a = self.0.send(Method::POST, &path, Bytes::new()).await?;
+        if a.status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        expect_success("claim", &a)?;
+        let body: serde_json::Value = serde_json::from_slice(&a.body)?;
+        let task = &body["tasks"][0];
+        let id = task["id"].as_u64().context("claim: no task id")?;
+        let claim = task["claim"].as_str().context("claim: no claim token")?;
+        Ok(Some((id, claim.to_owned())))
+    }
+
+    async fn complete(&mut self, queue: &str, (id, claim): (u64, String)) -> Result<()> {
+        let path = format!("/v1/queues/{queue}/tasks/{id}/complete");
+        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "claim": claim }))?);
+        let a = self.0.send(Method::POST, &path, body).await?;
+        expect_success("complete", &a)
+    }
 }
 
 /// The bare hyper server (`ceiling`): every request is a GET of its fixed body.
@@ -142,6 +172,7 @@ pub struct Ceiling(HttpConn);
 
 impl Client for Ceiling {
     type Watch = NoWatch;
+    type Task = ();
 
     async fn connect(addr: &str) -> Result<Self> {
         Ok(Ceiling(HttpConn::open(addr).await?))

@@ -101,6 +101,7 @@ impl KeelWs {
 
 impl Client for KeelWs {
     type Watch = KeelWsWatch;
+    type Task = ();
 
     async fn connect(addr: &str) -> Result<Self> {
         Ok(KeelWs {

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use bytes::Bytes;
 
 use crate::workload::Workload;
@@ -51,6 +51,8 @@ impl Watch for NoWatch {
 /// One connection to a target.
 pub trait Client: Sized + Send + 'static {
     type Watch: Watch;
+    /// A task a claim handed out, as the target needs it to complete it.
+    type Task: Send + 'static;
 
     /// Opens one connection to `addr` (host:port).
     fn connect(addr: &str) -> impl Future<Output = Result<Self>> + Send;
@@ -75,7 +77,34 @@ pub trait Client: Sized + Send + 'static {
 
     /// Starts watching every key under `prefix`; returns once the watch is established.
     fn watch(&mut self, prefix: &str) -> impl Future<Output = Result<Self::Watch>> + Send;
+
+    /// A durable enqueue of a task with `payload` on `queue`.
+    fn enqueue(
+        &mut self,
+        _queue: &str,
+        _payload: Bytes,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { bail!("this target has no task queues") }
+    }
+
+    /// Claims the next task of `queue` for this connection (waiting a few seconds for one);
+    /// `None` if none came.
+    fn claim(&mut self, _queue: &str) -> impl Future<Output = Result<Option<Self::Task>>> + Send {
+        async { bail!("this target has no task queues") }
+    }
+
+    /// Durably completes (acknowledges) a claimed task.
+    fn complete(
+        &mut self,
+        _queue: &str,
+        _task: Self::Task,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { bail!("this target has no task queues") }
+    }
 }
+
+/// How long a claim waits for a task before it reports none.
+pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Parses a decimal counter value (absent = 0).
 pub fn counter(value: Option<&[u8]>) -> Result<u64> {

@@ -20,8 +20,12 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use keel_wire as wire;
+pub use queue::{
+    ClaimOptions, EnqueueOptions, Enqueued, TaskListOptions, Worker, WorkerStats, WorkerTask,
+};
 pub use watch::{WatchItem, WatchOptions, WatchStream};
 
+mod queue;
 mod watch;
 
 /// A client error.
@@ -194,11 +198,25 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
+        self.execute(req).await
+    }
+
+    /// Sends a request; an error answer becomes [`Error::Api`].
+    async fn execute(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| Error::Transport {
             addr: self.base.to_string(),
             message: error_chain(&e),
         })?;
         self.check(resp).await
+    }
+
+    /// Reads a successful answer's JSON body.
+    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
+        let bytes = resp.bytes().await.map_err(|e| Error::Transport {
+            addr: self.base.to_string(),
+            message: error_chain(&e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
 
     /// A success passes; an error answer becomes [`Error::Api`].
@@ -230,11 +248,7 @@ impl Client {
         json: bool,
     ) -> Result<T> {
         let resp = self.send(method, url, body, json).await?;
-        let bytes = resp.bytes().await.map_err(|e| Error::Transport {
-            addr: self.base.to_string(),
-            message: error_chain(&e),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+        self.decode(resp).await
     }
 
     /// Reads a key; `None` if it does not exist.

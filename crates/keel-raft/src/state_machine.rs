@@ -35,6 +35,9 @@ struct Shared {
     revision: watch::Sender<u64>,
     /// Index of the last applied log entry (0 before any).
     applied_index: watch::Sender<u64>,
+    /// Counts applied batches that held a command which may set an earlier deadline
+    /// ([`keel_state::Command::sets_deadline`]).
+    deadlines: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -66,6 +69,13 @@ impl StateReader {
     /// The store revision, updated after every applied batch.
     pub fn revision(&self) -> watch::Receiver<u64> {
         self.0.revision.subscribe()
+    }
+
+    /// Changes after every applied batch that held a command which may set a deadline earlier
+    /// than any before it (a key lease granted, a task claimed or its lease extended): the
+    /// leader's expiry duties wake on it, whichever node proposed the command.
+    pub fn deadlines(&self) -> watch::Receiver<u64> {
+        self.0.deadlines.subscribe()
     }
 
     /// Index of the last applied log entry.
@@ -145,11 +155,13 @@ impl StateMachine {
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let (revision, _) = watch::channel(applied.store.revision());
         let (applied_index, _) = watch::channel(applied.last_applied.map_or(0, |l| l.index));
+        let (deadlines, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             applied: RwLock::new(applied),
             changes,
             revision,
             applied_index,
+            deadlines,
         });
         Ok(StateMachine {
             shared,
@@ -165,7 +177,7 @@ impl StateMachine {
         StateReader(self.shared.clone())
     }
 
-    fn publish(&self, sets: Vec<Arc<ChangeSet>>, applied: &Applied) {
+    fn publish(&self, sets: Vec<Arc<ChangeSet>>, applied: &Applied, deadline_set: bool) {
         let store = &applied.store;
         if let Some(l) = applied.last_applied {
             self.gauges.applied_index.set(l.index as f64);
@@ -179,6 +191,11 @@ impl StateMachine {
         for set in sets {
             // No subscribers is fine: the history keeps the change for later readers.
             let _ = self.shared.changes.send(set);
+        }
+        if deadline_set {
+            self.shared
+                .deadlines
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }
@@ -250,6 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let mut answers = Vec::with_capacity(batch.len());
         let mut sets = Vec::new();
+        let mut deadline_set = false;
         let waited = std::time::Instant::now();
         let mut g = self.shared.write();
         self.gauges
@@ -263,6 +281,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .0
                     .iter()
                     .map(|request| {
+                        deadline_set |= request.command.sets_deadline();
                         let applied = g.store.apply(request);
                         sets.extend(applied.changes);
                         applied.outcome
@@ -281,7 +300,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         let g = std::sync::RwLockWriteGuard::downgrade(g);
-        self.publish(sets, &g);
+        self.publish(sets, &g, deadline_set);
         drop(g);
         for a in answers {
             a.responder.send(a.outcomes);
@@ -342,7 +361,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         g.last_applied = meta.last_log_id;
         g.membership = meta.last_membership.clone();
         let g = std::sync::RwLockWriteGuard::downgrade(g);
-        self.publish(Vec::new(), &g);
+        // A whole new state: its deadlines may be any.
+        self.publish(Vec::new(), &g, true);
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keel_raft::{ClusterError, ProposeError};
-use keel_state::{CommandError, KeyError, KvError, LeaseError, ReadError, TxnError};
+use keel_state::{CommandError, KeyError, KvError, LeaseError, QueueError, ReadError, TxnError};
 use keel_wire::{Code, ErrorBody, ErrorDetail};
 use serde_json::{Map, Value};
 
@@ -119,6 +119,18 @@ impl From<CommandError> for ApiError {
             },
             CommandError::Txn(e) => match e {
                 TxnError::DuplicateKey(_) => ApiError::new(Code::DuplicateKey, message),
+                TxnError::DuplicateTask { .. } => ApiError::new(Code::DuplicateTask, message),
+                TxnError::OrderedTaskCompare { .. } => ApiError::invalid(message),
+            },
+            CommandError::Queue(e) => match e {
+                QueueError::TaskNotFound { .. } => ApiError::new(Code::TaskNotFound, message),
+                QueueError::ClaimLost { .. } => ApiError::new(Code::ClaimLost, message),
+                QueueError::TaskRunning { .. } => ApiError::new(Code::TaskRunning, message),
+                QueueError::NotFinished { .. } => ApiError::new(Code::TaskNotFinished, message),
+                QueueError::QueueFull { limit, .. } => {
+                    ApiError::new(Code::QueueFull, message).with("limit", limit)
+                }
+                QueueError::Invalid(_) => ApiError::invalid(message),
             },
         }
     }

@@ -60,8 +60,8 @@ pub(crate) async fn grant(
     let ttl_ms = ttl_ms(&req)?;
     match state.propose(LeaseCommand::Grant { ttl_ms }.into()).await? {
         Outcome::Lease(LeaseOutcome::Granted(l)) => {
-            // A new lease may be due sooner than anything the expiry duty waits for.
-            state.lease_expiry.wake();
+            // (A new lease may be due sooner than anything the expiry duty waits for: applying
+            // the grant wakes it, on whichever node leads.)
             Ok((
                 StatusCode::CREATED,
                 Json(LeaseResponse {

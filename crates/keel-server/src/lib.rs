@@ -14,6 +14,7 @@ mod lease;
 mod metrics_http;
 mod ops;
 mod peer;
+mod queue;
 mod respond;
 mod stream;
 mod txn;
@@ -58,11 +59,24 @@ pub struct ServerConfig {
     /// The secret other members present on every call under `/raft/`; None: this node
     /// accepts no peers (every such call is answered 401).
     pub cluster_secret: Option<String>,
+    /// A task claim's lease when the claim names none.
+    pub queue_lease: std::time::Duration,
+    /// How long done tasks are kept before the leader deletes them.
+    pub queue_retention: std::time::Duration,
+    /// Most tasks one queue may hold (in any state).
+    pub max_queue_tasks: u64,
 }
 
 impl ServerConfig {
     /// The default of [`ServerConfig::watch_batch`].
     pub const DEFAULT_WATCH_BATCH: std::time::Duration = std::time::Duration::from_millis(5);
+    /// The default of [`ServerConfig::queue_lease`].
+    pub const DEFAULT_QUEUE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+    /// The default of [`ServerConfig::queue_retention`].
+    pub const DEFAULT_QUEUE_RETENTION: std::time::Duration =
+        std::time::Duration::from_secs(24 * 3600);
+    /// The default of [`ServerConfig::max_queue_tasks`].
+    pub const DEFAULT_MAX_QUEUE_TASKS: u64 = 1_000_000;
 }
 
 impl Default for ServerConfig {
@@ -77,6 +91,9 @@ impl Default for ServerConfig {
             watch_batch: Self::DEFAULT_WATCH_BATCH,
             cors_origins: Vec::new(),
             cluster_secret: None,
+            queue_lease: Self::DEFAULT_QUEUE_LEASE,
+            queue_retention: Self::DEFAULT_QUEUE_RETENTION,
+            max_queue_tasks: Self::DEFAULT_MAX_QUEUE_TASKS,
         }
     }
 }
@@ -99,12 +116,12 @@ pub(crate) struct Shared {
     pub(crate) node: Arc<Node>,
     pub(crate) config: ServerConfig,
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Wakes the lease expiry duty when a lease is granted.
-    pub(crate) lease_expiry: duty::Waker,
     /// Becomes true when the server starts shutting down: long-lived streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
     /// Hands applied changes to the watches and blocking reads they concern.
     pub(crate) hub: Arc<watch::Hub>,
+    /// Wakes claims waiting on a queue when a task there becomes pending.
+    pub(crate) ready: Arc<queue::ReadyBell>,
 }
 
 impl Shared {
@@ -125,6 +142,7 @@ fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         .merge(kv::routes())
         .merge(txn::routes())
         .merge(lease::routes())
+        .merge(queue::routes())
         .merge(stream::routes())
         .merge(cluster::routes())
         .merge(ops::routes())
@@ -141,7 +159,7 @@ fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish and returns; an error if it stopped because Raft did (a storage
-/// failure). Runs the leader duties (lease expiry) meanwhile.
+/// failure). Runs the leader duties (lease expiry, task leases, task retention) meanwhile.
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
@@ -155,6 +173,14 @@ pub async fn serve(
     let lease_expiry = duty::spawn(
         node.clone(),
         duty::lease_expiry::LeaseExpiry,
+        stop_rx.clone(),
+    );
+    let task_leases = duty::spawn(node.clone(), duty::task_leases::TaskLeases, stop_rx.clone());
+    let task_retention = duty::spawn(
+        node.clone(),
+        duty::task_retention::TaskRetention {
+            retention: config.queue_retention,
+        },
         stop_rx.clone(),
     );
     if let Some(handle) = metrics.clone() {
@@ -178,13 +204,14 @@ pub async fn serve(
         closing_tx.send_replace(true);
     };
     let hub = watch::Hub::spawn(node.state(), config.watch_batch, closing.clone());
+    let ready = queue::ReadyBell::spawn(node.state(), closing.clone());
     let state = AppState(Arc::new(Shared {
         node,
         config,
         metrics,
-        lease_expiry: lease_expiry.waker(),
         closing,
         hub,
+        ready,
     }));
     let app = router(state, cors).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
@@ -192,6 +219,8 @@ pub async fn serve(
         .await;
     stop_tx.send_replace(true);
     lease_expiry.join().await;
+    task_leases.join().await;
+    task_retention.join().await;
     result?;
     match fatal_rx.await {
         Ok(why) => Err(std::io::Error::other(format!("raft stopped: {why}"))),

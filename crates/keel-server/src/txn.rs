@@ -6,7 +6,10 @@ use axum::routing::post;
 use axum::Json;
 use axum::Router;
 use bytes::Bytes;
-use keel_state::{validate_key, CompareOp, CompareTarget, Outcome, Txn, TxnOp, TxnOpResult};
+use keel_state::{
+    validate_key, CompareOp, CompareTarget, Condition, Outcome, TaskCompare, TaskState, Txn, TxnOp,
+    TxnOpResult,
+};
 use keel_wire::{Code, TxnRequest, TxnResponse, TxnResult};
 
 use crate::extract::json_body;
@@ -42,15 +45,44 @@ fn value_bytes(
     Ok(Bytes::from(bytes))
 }
 
-fn compare(config: &ServerConfig, c: keel_wire::Compare) -> Result<keel_state::Compare, ApiError> {
+fn compare(config: &ServerConfig, c: keel_wire::Compare) -> Result<Condition, ApiError> {
     use keel_wire::CompareTarget as Wire;
-    validate_key(&c.key)?;
     let op = match c.op {
         keel_wire::CompareOp::Equal => CompareOp::Equal,
         keel_wire::CompareOp::NotEqual => CompareOp::NotEqual,
         keel_wire::CompareOp::Less => CompareOp::Less,
         keel_wire::CompareOp::Greater => CompareOp::Greater,
     };
+    let key = match (c.key, c.queue, c.task, &c.target) {
+        (None, Some(queue), Some(id), Wire::State { value }) => {
+            crate::queue::validate_name(&queue)?;
+            if !matches!(op, CompareOp::Equal | CompareOp::NotEqual) {
+                return Err(bad("compare on a task's state takes == or !="));
+            }
+            let state = match value {
+                keel_wire::CompareState::Pending => Some(TaskState::Pending),
+                keel_wire::CompareState::Running => Some(TaskState::Running),
+                keel_wire::CompareState::Done => Some(TaskState::Done),
+                keel_wire::CompareState::Dead => Some(TaskState::Dead),
+                keel_wire::CompareState::Absent => None,
+            };
+            return Ok(TaskCompare {
+                queue,
+                id,
+                op,
+                state,
+            }
+            .into());
+        }
+        (Some(key), None, None, target) if !matches!(target, Wire::State { .. }) => key,
+        _ => {
+            return Err(bad(
+                "a compare names a key (with field mod_revision, create_revision, version, \
+                 value or exists) or a queue and task (with field state)",
+            ))
+        }
+    };
+    validate_key(&key)?;
     let target = match c.target {
         Wire::ModRevision { value } => CompareTarget::ModRevision(value),
         Wire::CreateRevision { value } => CompareTarget::CreateRevision(value),
@@ -69,12 +101,9 @@ fn compare(config: &ServerConfig, c: keel_wire::Compare) -> Result<keel_state::C
             }
             CompareTarget::Exists(value)
         }
+        Wire::State { .. } => return Err(bad("field state is a task's, not a key's")),
     };
-    Ok(keel_state::Compare {
-        key: c.key,
-        op,
-        target,
-    })
+    Ok(keel_state::Compare { key, op, target }.into())
 }
 
 fn op(config: &ServerConfig, op: keel_wire::TxnOp) -> Result<TxnOp, ApiError> {
@@ -107,6 +136,33 @@ fn op(config: &ServerConfig, op: keel_wire::TxnOp) -> Result<TxnOp, ApiError> {
             TxnOp::Incr {
                 key: i.key,
                 by: i.by,
+            }
+        }
+        keel_wire::TxnOp::Enqueue(e) => {
+            let payload = value_bytes(config, e.payload.as_deref(), e.payload_base64.as_deref())?;
+            let options = crate::queue::EnqueueOptions {
+                delay: e.delay,
+                delay_ms: e.delay_ms,
+                max_attempts: e.max_attempts,
+                priority: e.priority,
+                dedupe_key: e.dedupe_key,
+            };
+            TxnOp::Enqueue(crate::queue::enqueue_command(
+                config,
+                e.queue,
+                payload,
+                e.content_type,
+                options,
+            )?)
+        }
+        keel_wire::TxnOp::Complete(c) => {
+            crate::queue::validate_name(&c.queue)?;
+            let claim = crate::queue::claim_revision(&c.queue, c.id, &c.claim)?;
+            TxnOp::Complete {
+                result: crate::queue::result_bytes(c.result.as_ref())?,
+                queue: c.queue,
+                id: c.id,
+                claim,
             }
         }
     })
@@ -158,6 +214,8 @@ fn result(r: TxnOpResult) -> TxnResult {
             TxnResult::Get { key, item }
         }
         TxnOpResult::Incr { key, value } => TxnResult::Incr { key, value },
+        TxnOpResult::Enqueue { queue, id, created } => TxnResult::Enqueue { queue, id, created },
+        TxnOpResult::Complete { queue, id } => TxnResult::Complete { queue, id },
     }
 }
 

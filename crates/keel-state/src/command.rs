@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChangeSet, KvCommand, KvError, KvOutcome, LeaseCommand, LeaseError, LeaseOutcome, Txn,
-    TxnError, TxnOutcome,
+    ChangeSet, KvCommand, KvError, KvOutcome, LeaseCommand, LeaseError, LeaseOutcome, QueueCommand,
+    QueueError, QueueOutcome, Txn, TxnError, TxnOutcome,
 };
 
 /// A change to the store, by capability. Each command is applied atomically at (at most) one
@@ -21,9 +21,11 @@ pub enum Command {
     Kv(KvCommand),
     /// Leases.
     Lease(LeaseCommand),
-    /// Compare, then one of two lists of key operations, at one revision.
+    /// Compare, then one of two lists of operations, at one revision.
     Txn(Txn),
-    // Next families go here, in this order: Queue, Registry, Blob, Topic.
+    /// Task queues.
+    Queue(QueueCommand),
+    // Next families go here, in this order: Registry, Blob, Topic.
 }
 
 impl From<KvCommand> for Command {
@@ -35,6 +37,12 @@ impl From<KvCommand> for Command {
 impl From<LeaseCommand> for Command {
     fn from(c: LeaseCommand) -> Self {
         Command::Lease(c)
+    }
+}
+
+impl From<QueueCommand> for Command {
+    fn from(c: QueueCommand) -> Self {
+        Command::Queue(c)
     }
 }
 
@@ -51,6 +59,23 @@ impl Command {
             Command::Kv(c) => c.size_hint(),
             Command::Lease(c) => c.size_hint(),
             Command::Txn(t) => t.size_hint(),
+            Command::Queue(c) => c.size_hint(),
+        }
+    }
+
+    /// Whether applying this may set a deadline earlier than any before it — a key lease
+    /// granted, a task claimed or its lease extended or restarted — so that the leader's
+    /// expiry duties must look again (whichever node proposed it).
+    pub fn sets_deadline(&self) -> bool {
+        match self {
+            Command::Lease(c) => matches!(c, crate::LeaseCommand::Grant { .. }),
+            Command::Queue(c) => matches!(
+                c,
+                crate::QueueCommand::Claim { .. }
+                    | crate::QueueCommand::Extend { .. }
+                    | crate::QueueCommand::RefreshLeases
+            ),
+            Command::Kv(_) | Command::Txn(_) => false,
         }
     }
 
@@ -60,6 +85,7 @@ impl Command {
             Command::Kv(c) => c.name(),
             Command::Lease(c) => c.name(),
             Command::Txn(_) => "txn",
+            Command::Queue(c) => c.name(),
         }
     }
 }
@@ -88,6 +114,8 @@ pub enum Outcome {
     Txn(TxnOutcome),
     /// The command was refused; nothing changed.
     Rejected(CommandError),
+    /// A queue command ran.
+    Queue(QueueOutcome),
 }
 
 /// Why a command was refused, by the family whose rule refused it. Deterministic: every
@@ -103,4 +131,7 @@ pub enum CommandError {
     /// A transaction rule.
     #[error(transparent)]
     Txn(#[from] TxnError),
+    /// A queue rule.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }

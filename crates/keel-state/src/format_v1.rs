@@ -1,13 +1,13 @@
 //! Log payload format 1: one flat enum of every command, as written until 2026-11-25.
 //!
 //! Frozen. Nothing here may change: it is how logs written by older builds are read. The
-//! transaction types inside ([`Txn`]) are shared with format 2, whose golden fixtures pin
-//! them too.
+//! transaction inside is format 2's ([`TxnV2`]), whose golden fixtures pin it too.
 
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::{Command, DecodeError, KvCommand, LeaseCommand, LeaseId, Request, Revision, Txn};
+use crate::format_v2::TxnV2;
+use crate::{Command, DecodeError, KvCommand, LeaseCommand, LeaseId, Request, Revision};
 
 /// The format byte of version 1.
 pub(crate) const FORMAT: u8 = 1;
@@ -38,7 +38,7 @@ enum CommandV1 {
         key: String,
         by: i64,
     },
-    Txn(Txn),
+    Txn(TxnV2),
     LeaseGrant {
         ttl_ms: u64,
     },
@@ -72,7 +72,7 @@ impl From<CommandV1> for Command {
             CommandV1::Delete { key, if_revision } => KvCommand::Delete { key, if_revision }.into(),
             CommandV1::DeletePrefix { prefix } => KvCommand::DeletePrefix { prefix }.into(),
             CommandV1::Incr { key, by } => KvCommand::Incr { key, by }.into(),
-            CommandV1::Txn(txn) => Command::Txn(txn),
+            CommandV1::Txn(txn) => Command::Txn(txn.into()),
             CommandV1::LeaseGrant { ttl_ms } => LeaseCommand::Grant { ttl_ms }.into(),
             CommandV1::LeaseKeepAlive { id } => LeaseCommand::KeepAlive { id }.into(),
             CommandV1::LeaseRevoke { id } => LeaseCommand::Revoke { id }.into(),

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::queue::TaskEvent;
 use crate::{KeyValue, ReadError, Revision};
 
 /// Whether a key was written or deleted.
@@ -15,12 +16,14 @@ pub enum KeyEventKind {
     Delete,
 }
 
-/// One change on the applied-change feed, by family. Key events today; topics, queues and
-/// the registry publish on the same feed as they land.
+/// One change on the applied-change feed, by family. Topics and the registry publish on the
+/// same feed as they land.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A key was written or deleted.
     Key(KeyEvent),
+    /// A task was enqueued, claimed, finished, put back or deleted.
+    Task(TaskEvent),
 }
 
 impl Event {
@@ -28,6 +31,15 @@ impl Event {
     pub fn as_key(&self) -> Option<&KeyEvent> {
         match self {
             Event::Key(e) => Some(e),
+            Event::Task(_) => None,
+        }
+    }
+
+    /// The task change, if this is one.
+    pub fn as_task(&self) -> Option<&TaskEvent> {
+        match self {
+            Event::Task(e) => Some(e),
+            Event::Key(_) => None,
         }
     }
 }
@@ -58,6 +70,11 @@ impl ChangeSet {
     /// The key changes of this set, in order.
     pub fn key_events(&self) -> impl Iterator<Item = &KeyEvent> {
         self.events.iter().filter_map(Event::as_key)
+    }
+
+    /// The task changes of this set, in order.
+    pub fn task_events(&self) -> impl Iterator<Item = &TaskEvent> {
+        self.events.iter().filter_map(Event::as_task)
     }
 }
 

@@ -13,17 +13,20 @@
 //! |---|---|---|
 //! | [`kv`] | keys and their values | [`KvCommand`] |
 //! | [`lease`] | leases and the keys attached to them | [`LeaseCommand`] |
-//! | [`txn`] | (none of its own) | [`Txn`]: compare, then one branch of key writes |
+//! | [`queue`] | task queues and their tasks | [`QueueCommand`] |
+//! | [`txn`] | (none of its own) | [`Txn`]: compare keys and tasks, then one branch of key writes, enqueues and completions |
 //!
 //! Shared by all of them: [`Command`] (one variant per family), the write context of one
 //! command ([`writes`]), the change feed ([`ChangeSet`], [`Event`]) and the snapshot framing.
 
 mod command;
 mod format_v1;
+mod format_v2;
 mod history;
 mod keys;
 pub mod kv;
 pub mod lease;
+pub mod queue;
 mod request;
 mod snapshot;
 mod store;
@@ -35,10 +38,17 @@ pub use history::{ChangeSet, Event, KeyEvent, KeyEventKind};
 pub use keys::{validate_key, KeyError, MAX_KEY_LEN};
 pub use kv::{KeyValue, KeyValueWire, KvCommand, KvError, KvOutcome};
 pub use lease::{Lease, LeaseCommand, LeaseError, LeaseGranted, LeaseOutcome, LeaseSummary};
+pub use queue::{
+    ClaimedTask, Enqueue, QueueCommand, QueueCounts, QueueError, QueueOutcome, Task, TaskChanged,
+    TaskEvent, TaskEventKind, TaskId, TaskState,
+};
 pub use request::{DecodeError, Request};
 pub use snapshot::SnapshotError;
 pub use store::{ListPage, ListQuery, ReadError, Store, StoreConfig};
-pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnError, TxnOp, TxnOpResult, TxnOutcome};
+pub use txn::{
+    Compare, CompareOp, CompareTarget, Condition, TaskCompare, Txn, TxnError, TxnOp, TxnOpResult,
+    TxnOutcome,
+};
 
 /// The store's global logical clock: +1 for every command that changes state.
 pub type Revision = u64;

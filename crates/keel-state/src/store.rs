@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::history::History;
 use crate::kv::{self, Kv};
 use crate::lease::{self, Leases};
+use crate::queue::{self, Queue, Queues, TaskId};
 use crate::writes::Writes;
 use crate::{
     txn, Applied, ChangeSet, Command, KeyValue, Lease, LeaseId, Outcome, Request, Revision,
@@ -90,6 +91,8 @@ pub struct Store {
     pub(crate) kv: Kv,
     /// Leases.
     pub(crate) leases: Leases,
+    /// Task queues.
+    pub(crate) queues: Queues,
     /// Recent change sets, for past reads and resuming watchers.
     pub(crate) history: History,
 }
@@ -104,6 +107,7 @@ impl Store {
             now_ms: 0,
             kv: Kv::default(),
             leases: Leases::default(),
+            queues: Queues::default(),
             history,
         }
     }
@@ -120,8 +124,14 @@ impl Store {
                 lease::apply(c, &mut self.leases, &mut self.kv, &mut w).map(Outcome::Lease)
             }
             Command::Txn(t) => {
-                txn::apply(t, &mut self.kv, &mut self.leases, &mut w).map(Outcome::Txn)
+                let state = txn::TxnState {
+                    kv: &mut self.kv,
+                    leases: &mut self.leases,
+                    queues: &mut self.queues,
+                };
+                txn::apply(t, state, &mut w).map(Outcome::Txn)
             }
+            Command::Queue(c) => queue::apply(c, &mut self.queues, &mut w).map(Outcome::Queue),
         };
         let outcome = result.unwrap_or_else(|e| {
             debug_assert!(
@@ -239,6 +249,31 @@ impl Store {
     /// The earliest lease deadline, if any lease exists.
     pub fn next_lease_deadline(&self) -> Option<u64> {
         self.leases.next_deadline()
+    }
+
+    /// A queue by name (a queue exists from its first task).
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.queues.get(name)
+    }
+
+    /// Every queue, by name.
+    pub fn queues(&self) -> impl ExactSizeIterator<Item = (&String, &Queue)> {
+        self.queues.iter()
+    }
+
+    /// The earliest lease deadline of any running task.
+    pub fn next_task_lease_deadline(&self) -> Option<u64> {
+        self.queues.next_lease_deadline()
+    }
+
+    /// Running tasks whose lease has run out at `now_ms`, at most `limit`: (queue, task).
+    pub fn expired_task_leases(&self, now_ms: u64, limit: usize) -> Vec<(String, TaskId)> {
+        self.queues.expired_leases(now_ms, limit)
+    }
+
+    /// When the longest-finished done task (of any queue) finished.
+    pub fn oldest_done_task_at(&self) -> Option<u64> {
+        self.queues.oldest_done_at()
     }
 
     /// Change sets after revision `after` (exclusive), oldest first: the feed for watchers

@@ -68,6 +68,22 @@ pub enum Code {
     /// 503: No quorum answered within the request timeout (a minority side of a partition,
     /// or most members down). A write may or may not take effect.
     NoQuorum,
+    /// 400: A queue (or other) name breaks its naming rules.
+    InvalidName,
+    /// 400: A transaction branch completes one task twice.
+    DuplicateTask,
+    /// 404: The queue has never had a task.
+    QueueNotFound,
+    /// 404: The task does not exist (never did, or was deleted).
+    TaskNotFound,
+    /// 409: The claim token is not the task's current claim: its lease ran out and the task was put back or given to another worker, or it is finished.
+    ClaimLost,
+    /// 409: The task is running, so it cannot be deleted.
+    TaskRunning,
+    /// 409: Only a done or dead task can be retried.
+    TaskNotFinished,
+    /// 429: The queue holds as many tasks as `--max-queue-tasks` allows.
+    QueueFull,
     /// A code this build does not know.
     Unknown,
 }
@@ -104,6 +120,14 @@ impl Code {
         Code::MembershipRefused,
         Code::NoQuorum,
         Code::Unauthorized,
+        Code::InvalidName,
+        Code::DuplicateTask,
+        Code::QueueNotFound,
+        Code::TaskNotFound,
+        Code::ClaimLost,
+        Code::TaskRunning,
+        Code::TaskNotFinished,
+        Code::QueueFull,
     ];
 
     /// The code's name on the wire.
@@ -138,6 +162,14 @@ impl Code {
             Code::MembershipRefused => "membership_refused",
             Code::NoQuorum => "no_quorum",
             Code::Unauthorized => "unauthorized",
+            Code::InvalidName => "invalid_name",
+            Code::DuplicateTask => "duplicate_task",
+            Code::QueueNotFound => "queue_not_found",
+            Code::TaskNotFound => "task_not_found",
+            Code::ClaimLost => "claim_lost",
+            Code::TaskRunning => "task_running",
+            Code::TaskNotFinished => "task_not_finished",
+            Code::QueueFull => "queue_full",
             Code::Unknown => "unknown",
         }
     }
@@ -174,6 +206,14 @@ impl Code {
             "membership_refused" => Code::MembershipRefused,
             "no_quorum" => Code::NoQuorum,
             "unauthorized" => Code::Unauthorized,
+            "invalid_name" => Code::InvalidName,
+            "duplicate_task" => Code::DuplicateTask,
+            "queue_not_found" => Code::QueueNotFound,
+            "task_not_found" => Code::TaskNotFound,
+            "claim_lost" => Code::ClaimLost,
+            "task_running" => Code::TaskRunning,
+            "task_not_finished" => Code::TaskNotFinished,
+            "queue_full" => Code::QueueFull,
             _ => Code::Unknown,
         }
     }
@@ -188,19 +228,28 @@ impl Code {
             | Code::InvalidTtl
             | Code::DuplicateKey
             | Code::FutureRevision
-            | Code::DuplicateWatch => 400,
+            | Code::DuplicateWatch
+            | Code::InvalidName
+            | Code::DuplicateTask => 400,
             Code::Unauthorized => 401,
             Code::KeyNotFound
             | Code::LeaseNotFound
             | Code::WatchNotFound
             | Code::NotFound
-            | Code::MemberNotFound => 404,
+            | Code::MemberNotFound
+            | Code::QueueNotFound
+            | Code::TaskNotFound => 404,
             Code::MethodNotAllowed => 405,
-            Code::NotANumber | Code::Overflow | Code::MembershipRefused => 409,
+            Code::NotANumber
+            | Code::Overflow
+            | Code::MembershipRefused
+            | Code::ClaimLost
+            | Code::TaskRunning
+            | Code::TaskNotFinished => 409,
             Code::Compacted => 410,
             Code::RevisionMismatch => 412,
             Code::ValueTooLarge | Code::TxnTooLarge | Code::BodyTooLarge => 413,
-            Code::TooManyWatches => 429,
+            Code::TooManyWatches | Code::QueueFull => 429,
             Code::Internal => 500,
             Code::NotImplemented => 501,
             Code::NotLeader | Code::Unavailable | Code::NoQuorum => 503,

@@ -5,6 +5,7 @@ mod cluster;
 mod error;
 mod kv;
 mod lease;
+mod queue;
 mod txn;
 mod watch;
 
@@ -19,9 +20,14 @@ pub use kv::{
 pub use lease::{
     LeaseGrantRequest, LeaseInfo, LeaseList, LeaseResponse, LeaseRevokeResponse, LeaseSummary,
 };
+pub use queue::{
+    claim_token, parse_claim_token, ClaimResponse, ClaimedTask, CompleteRequest, EnqueueResponse,
+    ExtendRequest, FailRequest, QueueInfo, QueueList, TaskChangedResponse, TaskInfo, TaskList,
+    TaskState, TasksDeletedResponse,
+};
 pub use txn::{
-    Compare, CompareOp, CompareTarget, IncrOp, KeyOp, PrefixOp, PutOp, TxnOp, TxnRequest,
-    TxnResponse, TxnResult,
+    Compare, CompareOp, CompareState, CompareTarget, CompleteOp, EnqueueOp, IncrOp, KeyOp,
+    PrefixOp, PutOp, TxnOp, TxnRequest, TxnResponse, TxnResult,
 };
 pub use watch::{
     WatchChange, WatchCompacted, WatchEvent, WatchEventType, WatchProgress, WatchSnapshot,

@@ -19,12 +19,21 @@ pub struct TxnRequest {
     pub failure: Vec<TxnOp>,
 }
 
-/// One comparison: `{"key","field","op","value"}`, e.g.
-/// `{"key":"a","field":"mod_revision","op":"==","value":4}`.
+/// One comparison: `{"key","field","op","value"}` on a key, e.g.
+/// `{"key":"a","field":"mod_revision","op":"==","value":4}`, or `{"queue","task","field":
+/// "state","op","value"}` on a task, e.g.
+/// `{"queue":"thumbs","task":7,"field":"state","op":"==","value":"running"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Compare {
-    /// The key.
-    pub key: String,
+    /// The key (for a key's field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The queue (for a task's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// The task's id (for a task's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<u64>,
     /// How the field is compared with the value.
     pub op: CompareOp,
     /// The field compared, with the value it is compared with.
@@ -83,6 +92,27 @@ pub enum CompareTarget {
         /// true or false.
         value: bool,
     },
+    /// A task's state (`==` or `!=` only).
+    State {
+        /// A state, or `absent` for a task that does not exist.
+        value: CompareState,
+    },
+}
+
+/// What a task's state is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareState {
+    /// Pending.
+    Pending,
+    /// Running.
+    Running,
+    /// Done.
+    Done,
+    /// Dead.
+    Dead,
+    /// The task does not exist.
+    Absent,
 }
 
 /// One transaction operation, e.g. `{"put":{"key":"a","value":"1"}}`.
@@ -99,6 +129,59 @@ pub enum TxnOp {
     Get(KeyOp),
     /// Add to a counter.
     Incr(IncrOp),
+    /// Enqueue a task.
+    Enqueue(EnqueueOp),
+    /// Complete a running task.
+    Complete(CompleteOp),
+}
+
+/// `{"queue","payload"|"payload_base64","content_type"?,"delay"?|"delay_ms"?,
+/// "max_attempts"?,"priority"?,"dedupe_key"?}`: the options of `POST
+/// /v1/queues/{queue}/tasks`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueOp {
+    /// The queue.
+    pub queue: String,
+    /// The payload as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The payload as base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+    /// The payload's content type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Not claimable until this long from now (e.g. `"10s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// The same in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Attempts allowed (default 10; 0: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Higher is claimed first (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// While an unfinished task has this key, enqueueing again returns that task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+}
+
+/// `{"queue","id","claim","result"?}`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteOp {
+    /// The queue.
+    pub queue: String,
+    /// The task.
+    pub id: u64,
+    /// The claim token.
+    pub claim: String,
+    /// What the work produced (any JSON value, at most 64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 /// `{"key","value"|"value_base64","lease"?}`
@@ -197,6 +280,22 @@ pub enum TxnResult {
         /// The new value.
         value: i64,
     },
+    /// `{"enqueue":{"queue","id","created"}}`; `created` is false for a dedupe hit.
+    Enqueue {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: u64,
+        /// Whether a new task was created.
+        created: bool,
+    },
+    /// `{"complete":{"queue","id"}}`
+    Complete {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: u64,
+    },
 }
 
 #[cfg(test)]
@@ -225,6 +324,13 @@ mod tests {
                 CompareOp::Equal,
                 CompareTarget::Exists { value: false },
             ),
+            (
+                json!({"queue": "q", "task": 7, "field": "state", "op": "!=", "value": "absent"}),
+                CompareOp::NotEqual,
+                CompareTarget::State {
+                    value: CompareState::Absent,
+                },
+            ),
         ];
         for (text, op, target) in cases {
             let c: Compare = serde_json::from_value(text.clone()).expect("parses");
@@ -236,6 +342,7 @@ mod tests {
             json!({"key": "a", "field": "version", "op": "~", "value": 1}),
             json!({"key": "a", "field": "version", "op": "==", "value": "one"}),
             json!({"key": "a", "field": "version", "op": "==", "value": 1, "extra": 2}),
+            json!({"queue": "q", "task": 1, "field": "state", "op": "==", "value": "asleep"}),
         ] {
             assert!(
                 serde_json::from_value::<Compare>(bad.clone()).is_err(),

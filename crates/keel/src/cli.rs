@@ -6,11 +6,12 @@ use clap::{Parser, Subcommand};
 use crate::commands::cluster::ClusterVerb;
 use crate::commands::kv::KvVerb;
 use crate::commands::lease::LeaseVerb;
+use crate::commands::queue::QueueVerb;
 use crate::commands::watch::WatchArgs;
 use crate::serve::ServeArgs;
 
 /// keel: the backbone for a system of services — a durable key-value store with revisions,
-/// transactions and leases.
+/// transactions and leases, and task queues.
 #[derive(Parser, Debug)]
 #[command(name = "keel", version, about, propagate_version = true)]
 pub struct Cli {
@@ -46,4 +47,7 @@ pub enum Command {
     /// Cluster membership: status, remove a member, move leadership.
     #[command(subcommand)]
     Cluster(ClusterVerb),
+    /// Task queues: push, claim, finish, inspect, and `work` to run a command per task.
+    #[command(subcommand)]
+    Queue(QueueVerb),
 }

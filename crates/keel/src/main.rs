@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod serve;
+mod signal;
 
 use std::process::ExitCode;
 

@@ -103,6 +103,15 @@ fn log_entries_have_pinned_bytes() {
     }
 }
 
+/// An entry written while requests were log payload format 2 (until 2026-12-07) holds the
+/// same batch.
+#[test]
+fn an_entry_of_format_2_requests_still_decodes() {
+    let (_, entry) = entries().swap_remove(1);
+    let old = std::fs::read(fixture("entry-batch-request-v2.bin")).unwrap();
+    assert_eq!(decode_entry(entry.log_id.index, &old).unwrap(), entry);
+}
+
 #[test]
 fn the_vote_has_pinned_bytes_and_old_votes_read() {
     let vote = Vote::new_committed(5, 1);

@@ -1,11 +1,14 @@
-//! Leader duties: work that only the leader does, by proposing commands. Lease expiry is the
-//! first; task leases, health checks and retention are the next.
+//! Leader duties: work that only the leader does, by proposing commands: key lease expiry,
+//! task lease expiry and done-task retention today; health checks next.
 //!
 //! One harness runs every duty the same way (after garage's background workers):
 //! - it waits until this node leads, then until it has applied its predecessor's log (a read
 //!   barrier succeeds), and only then calls [`Duty::start`] for the new term;
 //! - it calls [`Duty::step`] again and again: [`Step::Busy`] means "more to do now",
-//!   [`Step::Idle`] "nothing until this long has passed, or someone wakes me";
+//!   [`Step::Idle`] "nothing until this long has passed, or a deadline may have come
+//!   sooner": an applied command that may set an earlier deadline (a lease granted, a task
+//!   claimed, [`keel_state::Command::sets_deadline`]) wakes idle duties, whichever node
+//!   proposed it;
 //! - it stops the duty when leadership is lost (a new term starts over), and when the server
 //!   stops, giving a step in flight until [`STOP_DEADLINE`] to finish.
 //!
@@ -14,6 +17,8 @@
 //! in tests and their deadlines are asserted exactly.
 
 pub(crate) mod lease_expiry;
+pub(crate) mod task_leases;
+pub(crate) mod task_retention;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use std::time::Duration;
 
 use keel_raft::{Node, NodeStatus, ProposeError};
 use keel_state::{Command, Outcome, Store};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// Pause after a failed step before trying again.
 const RETRY: Duration = Duration::from_millis(200);
@@ -33,8 +38,8 @@ pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(5);
 pub(crate) enum Step {
     /// Did some work; call again at once.
     Busy,
-    /// Nothing to do until `Some(duration)` has passed, unless woken; `None`: nothing until
-    /// woken (or the next term).
+    /// Nothing to do until `Some(duration)` has passed, unless a deadline may have come
+    /// sooner; `None`: nothing until then (or the next term).
     Idle(Option<Duration>),
 }
 
@@ -42,6 +47,8 @@ pub(crate) enum Step {
 pub(crate) trait Host: Send + Sync + 'static {
     /// The node's Raft status: whether it leads, and in which term.
     fn status(&self) -> watch::Receiver<NodeStatus>;
+    /// Changes when an applied command may have set an earlier deadline.
+    fn deadlines(&self) -> watch::Receiver<u64>;
     /// Resolves once this node has applied every entry committed before it led.
     fn ready(&self) -> impl Future<Output = Result<(), ProposeError>> + Send;
     /// Proposes a command and waits for its outcome.
@@ -58,6 +65,10 @@ pub(crate) trait Host: Send + Sync + 'static {
 impl Host for Arc<Node> {
     fn status(&self) -> watch::Receiver<NodeStatus> {
         Node::status(self)
+    }
+
+    fn deadlines(&self) -> watch::Receiver<u64> {
+        self.state().deadlines()
     }
 
     fn ready(&self) -> impl Future<Output = Result<(), ProposeError>> + Send {
@@ -94,29 +105,12 @@ pub(crate) trait Duty: Send + 'static {
     ) -> impl Future<Output = Result<Step, ProposeError>> + Send;
 }
 
-/// Ends a duty's idle wait at once (e.g. a lease was granted that is due sooner).
-#[derive(Clone)]
-pub(crate) struct Waker(Arc<Notify>);
-
-impl Waker {
-    /// Wakes the duty (a wake while it works makes its next wait end at once).
-    pub(crate) fn wake(&self) {
-        self.0.notify_one();
-    }
-}
-
 /// A running duty.
 pub(crate) struct DutyHandle {
-    waker: Waker,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl DutyHandle {
-    /// A handle that wakes the duty.
-    pub(crate) fn waker(&self) -> Waker {
-        self.waker.clone()
-    }
-
     /// Waits until the duty has stopped (after the stop signal).
     pub(crate) async fn join(self) {
         if let Err(e) = self.task.await {
@@ -127,11 +121,8 @@ impl DutyHandle {
 
 /// Runs `duty` on `host` until `stop` becomes true.
 pub(crate) fn spawn<H: Host, D: Duty>(host: H, duty: D, stop: watch::Receiver<bool>) -> DutyHandle {
-    let wake = Arc::new(Notify::new());
-    let task = tokio::spawn(run(host, duty, wake.clone(), stop));
     DutyHandle {
-        waker: Waker(wake),
-        task,
+        task: tokio::spawn(run(host, duty, stop)),
     }
 }
 
@@ -143,12 +134,7 @@ enum Ended {
     Stopped,
 }
 
-async fn run<H: Host, D: Duty>(
-    host: H,
-    mut duty: D,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run<H: Host, D: Duty>(host: H, mut duty: D, mut stop: watch::Receiver<bool>) {
     let mut status = host.status();
     loop {
         tokio::select! {
@@ -157,7 +143,7 @@ async fn run<H: Host, D: Duty>(
         }
         let term = status.borrow().term;
         tracing::debug!(duty = duty.name(), term, "leading: starting duty");
-        match lead(&host, &mut duty, term, &wake, &mut stop).await {
+        match lead(&host, &mut duty, term, &mut stop).await {
             Ended::Lost => {
                 tracing::debug!(duty = duty.name(), term, "leadership lost: duty paused")
             }
@@ -200,11 +186,13 @@ async fn lead<H: Host, D: Duty>(
     host: &H,
     duty: &mut D,
     term: u64,
-    wake: &Notify,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let mut started = false;
+    let mut deadlines = host.deadlines();
     loop {
+        // What was applied before this step is seen by it.
+        deadlines.mark_unchanged();
         let result = if started {
             guarded(host, term, stop, duty.step(host)).await
         } else {
@@ -236,7 +224,7 @@ async fn lead<H: Host, D: Duty>(
         };
         tokio::select! {
             _ = sleep => {}
-            _ = wake.notified() => {}
+            _ = deadlines.changed() => {}
             _ = lost(host.status(), term) => return Ended::Lost,
             () = stopped(stop) => return Ended::Stopped,
         }

@@ -25,6 +25,7 @@ struct Inner {
     store: Mutex<Store>,
     log: Mutex<Vec<Request>>,
     status: watch::Sender<NodeStatus>,
+    deadlines: watch::Sender<u64>,
     clock: Clock,
 }
 
@@ -43,6 +44,7 @@ impl LocalHost {
             store: Mutex::new(Store::new(StoreConfig::default())),
             log: Mutex::new(Vec::new()),
             status,
+            deadlines: watch::channel(0).0,
             clock: Clock::tokio_from(T0),
         }))
     }
@@ -56,6 +58,9 @@ impl LocalHost {
             command,
         };
         let outcome = self.0.store.lock().unwrap().apply(&request).outcome;
+        if request.command.sets_deadline() {
+            self.0.deadlines.send_modify(|n| *n += 1);
+        }
         self.0.log.lock().unwrap().push(request);
         Ok(outcome)
     }
@@ -90,6 +95,10 @@ impl LocalHost {
 impl Host for LocalHost {
     fn status(&self) -> watch::Receiver<NodeStatus> {
         self.0.status.subscribe()
+    }
+
+    fn deadlines(&self) -> watch::Receiver<u64> {
+        self.0.deadlines.subscribe()
     }
 
     async fn ready(&self) -> Result<(), ProposeError> {
@@ -163,15 +172,16 @@ async fn a_keepalive_moves_the_deadline() {
     assert_eq!(host.proposed().last(), Some(&("lease_expire", 8_000)));
 }
 
+/// A grant applied (proposed through any node) wakes the idle duty: no lease existed, so it
+/// was waiting for nothing in particular.
 #[tokio::test(start_paused = true)]
 async fn a_grant_wakes_an_idle_duty() {
     let host = LocalHost::new();
     let (_stop_tx, stop) = watch::channel(false);
-    let duty = spawn(host.clone(), LeaseExpiry, stop);
+    let _duty = spawn(host.clone(), LeaseExpiry, stop);
     settle().await;
     advance_ms(60_000).await;
     let id = host.grant(2_000);
-    duty.waker().wake();
     settle().await;
     advance_ms(2_000).await;
     assert!(!host.lease_exists(id));

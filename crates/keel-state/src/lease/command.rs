@@ -107,7 +107,7 @@ pub enum LeaseError {
 
 /// Removes a lease and deletes its keys; how many keys, or `None` if there is no such lease.
 fn revoke(leases: &mut Leases, kv: &mut Kv, w: &mut Writes, id: LeaseId) -> Option<u64> {
-    let lease = leases.by_id.remove(&id)?;
+    let lease = leases.remove(id)?;
     let mut deleted = 0;
     for key in &lease.keys {
         if kv.remove(w, leases, key) {
@@ -138,19 +138,19 @@ pub(crate) fn apply(
                 expires_at_ms: now.saturating_add(*ttl_ms),
                 keys: imbl::OrdSet::new(),
             };
-            leases.by_id.insert(id, lease);
+            leases.insert(lease);
             Ok(LeaseOutcome::Granted(LeaseGranted {
                 id,
                 ttl_ms: *ttl_ms,
             }))
         }
         LeaseCommand::KeepAlive { id } => {
-            let lease = leases.by_id.get_mut(id).ok_or(LeaseError::NotFound(*id))?;
-            lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
-            Ok(LeaseOutcome::Granted(LeaseGranted {
-                id: *id,
-                ttl_ms: lease.ttl_ms,
-            }))
+            let ttl_ms = leases
+                .get(*id)
+                .map(|l| l.ttl_ms)
+                .ok_or(LeaseError::NotFound(*id))?;
+            leases.renew(*id, now.saturating_add(ttl_ms));
+            Ok(LeaseOutcome::Granted(LeaseGranted { id: *id, ttl_ms }))
         }
         LeaseCommand::Revoke { id } => {
             let deleted = revoke(leases, kv, w, *id).ok_or(LeaseError::NotFound(*id))?;
@@ -173,11 +173,9 @@ pub(crate) fn apply(
             })
         }
         LeaseCommand::RefreshAll => {
-            let ids: Vec<LeaseId> = leases.by_id.keys().copied().collect();
-            for id in ids {
-                if let Some(lease) = leases.by_id.get_mut(&id) {
-                    lease.expires_at_ms = now.saturating_add(lease.ttl_ms);
-                }
+            let renewals: Vec<(LeaseId, u64)> = leases.iter().map(|l| (l.id, l.ttl_ms)).collect();
+            for (id, ttl_ms) in renewals {
+                leases.renew(id, now.saturating_add(ttl_ms));
             }
             Ok(LeaseOutcome::Refreshed {
                 leases: leases.by_id.len() as u64,

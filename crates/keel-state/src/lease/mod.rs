@@ -53,6 +53,8 @@ impl Lease {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Leases {
     by_id: OrdMap<LeaseId, Lease>,
+    /// Every lease by its deadline: the next to run out in O(log n).
+    by_deadline: OrdSet<(u64, LeaseId)>,
     next_id: LeaseId,
 }
 
@@ -60,6 +62,7 @@ impl Default for Leases {
     fn default() -> Self {
         Leases {
             by_id: OrdMap::new(),
+            by_deadline: OrdSet::new(),
             next_id: 1,
         }
     }
@@ -100,17 +103,42 @@ impl Leases {
         }
     }
 
-    /// Leases whose deadline is at or before `now_ms`.
+    /// Leases whose deadline is at or before `now_ms`, earliest first.
     pub(crate) fn expired(&self, now_ms: u64) -> Vec<LeaseId> {
-        self.by_id
-            .values()
-            .filter(|l| l.expires_at_ms <= now_ms)
-            .map(|l| l.id)
+        self.by_deadline
+            .iter()
+            .take_while(|&&(at, _)| at <= now_ms)
+            .map(|&(_, id)| id)
             .collect()
     }
 
     /// The earliest deadline, if any lease exists.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.by_id.values().map(|l| l.expires_at_ms).min()
+        self.by_deadline.get_min().map(|&(at, _)| at)
+    }
+
+    /// Adds a lease (or replaces one with the same id), keeping the deadline index.
+    pub(crate) fn insert(&mut self, lease: Lease) {
+        if let Some(old) = self.by_id.get(&lease.id) {
+            self.by_deadline.remove(&(old.expires_at_ms, old.id));
+        }
+        self.by_deadline.insert((lease.expires_at_ms, lease.id));
+        self.by_id.insert(lease.id, lease);
+    }
+
+    /// Removes a lease, keeping the deadline index.
+    pub(crate) fn remove(&mut self, id: LeaseId) -> Option<Lease> {
+        let lease = self.by_id.remove(&id)?;
+        self.by_deadline.remove(&(lease.expires_at_ms, id));
+        Some(lease)
+    }
+
+    /// Moves a lease's deadline, keeping the index; its time to live, if it exists.
+    pub(crate) fn renew(&mut self, id: LeaseId, expires_at_ms: u64) -> Option<u64> {
+        let lease = self.by_id.get_mut(&id)?;
+        self.by_deadline.remove(&(lease.expires_at_ms, id));
+        lease.expires_at_ms = expires_at_ms;
+        self.by_deadline.insert((expires_at_ms, id));
+        Some(lease.ttl_ms)
     }
 }

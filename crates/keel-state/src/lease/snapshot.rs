@@ -37,18 +37,20 @@ impl Leases {
         next_id: LeaseId,
         records: Vec<LeaseRecord>,
     ) -> Result<Self, SnapshotError> {
-        let by_id: imbl::OrdMap<LeaseId, Lease> = records
-            .into_iter()
-            .map(|r| (r.id, Lease::from(r)))
-            .collect();
-        if let Some(&last) = by_id.keys().next_back() {
-            if last >= next_id {
+        let mut leases = Leases {
+            next_id,
+            ..Leases::default()
+        };
+        for r in records {
+            if r.id >= next_id {
                 return Err(SnapshotError::Inconsistent(format!(
-                    "lease {last} exists but the next lease id is {next_id}"
+                    "lease {} exists but the next lease id is {next_id}",
+                    r.id
                 )));
             }
+            leases.insert(Lease::from(r));
         }
-        Ok(Leases { by_id, next_id })
+        Ok(leases)
     }
 }
 

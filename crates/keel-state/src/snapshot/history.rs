@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{seq, SnapshotError};
 use crate::history::History;
 use crate::kv::snapshot::KvRecord;
+use crate::queue::{TaskEvent, TaskEventKind, TaskId, TaskState};
 use crate::{ChangeSet, Event, KeyEvent, KeyEventKind, Revision};
 
 /// The section's current version.
@@ -48,10 +49,74 @@ impl From<KeyEventRecord<String>> for KeyEvent {
     }
 }
 
+/// A task event as stored in snapshots. `kind` is [`TaskEventKind`] by position, `state`
+/// [`TaskState`] (`None`: deleted).
+#[derive(Serialize, Deserialize)]
+struct TaskEventRecord<S> {
+    queue: S,
+    id: TaskId,
+    kind: u8,
+    state: Option<TaskState>,
+    attempt: u32,
+}
+
+/// [`TaskEventKind`] by its code in records (the inverse of the match in `From<&TaskEvent>`):
+/// add kinds only at the end.
+const TASK_EVENT_KINDS: [TaskEventKind; 8] = [
+    TaskEventKind::Enqueued,
+    TaskEventKind::Claimed,
+    TaskEventKind::Extended,
+    TaskEventKind::Completed,
+    TaskEventKind::Failed,
+    TaskEventKind::LeaseExpired,
+    TaskEventKind::Retried,
+    TaskEventKind::Deleted,
+];
+
+impl<'a> From<&'a TaskEvent> for TaskEventRecord<&'a str> {
+    fn from(e: &'a TaskEvent) -> Self {
+        let kind = match e.kind {
+            TaskEventKind::Enqueued => 0,
+            TaskEventKind::Claimed => 1,
+            TaskEventKind::Extended => 2,
+            TaskEventKind::Completed => 3,
+            TaskEventKind::Failed => 4,
+            TaskEventKind::LeaseExpired => 5,
+            TaskEventKind::Retried => 6,
+            TaskEventKind::Deleted => 7,
+        };
+        TaskEventRecord {
+            queue: e.queue.as_str(),
+            id: e.id,
+            kind,
+            state: e.state,
+            attempt: e.attempt,
+        }
+    }
+}
+
+impl TryFrom<TaskEventRecord<String>> for TaskEvent {
+    type Error = SnapshotError;
+
+    fn try_from(r: TaskEventRecord<String>) -> Result<Self, SnapshotError> {
+        let kind = *TASK_EVENT_KINDS.get(r.kind as usize).ok_or_else(|| {
+            SnapshotError::Inconsistent(format!("unknown task event kind {}", r.kind))
+        })?;
+        Ok(TaskEvent {
+            queue: r.queue,
+            id: r.id,
+            kind,
+            state: r.state,
+            attempt: r.attempt,
+        })
+    }
+}
+
 /// An event of any family. Persisted: add variants only at the end.
 #[derive(Serialize, Deserialize)]
 enum EventRecord<S> {
     Key(KeyEventRecord<S>),
+    Task(TaskEventRecord<S>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +143,7 @@ pub(crate) fn encode(history: &History, out: impl std::io::Write) -> Result<(), 
             .iter()
             .map(|e| match e {
                 Event::Key(k) => EventRecord::Key(k.into()),
+                Event::Task(t) => EventRecord::Task(t.into()),
             })
             .collect(),
     }));
@@ -97,13 +163,19 @@ pub(crate) fn decode(
     }
     let (compacted, sets): (Revision, Vec<ChangeSetRecord<EventRecord<String>>>) =
         postcard::from_bytes(body)?;
-    let sets = sets
-        .into_iter()
-        .map(|set| {
-            set.into_change_set(|e| match e {
+    let mut out = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut events = Vec::with_capacity(set.events.len());
+        for e in set.events {
+            events.push(match e {
                 EventRecord::Key(k) => Event::Key(k.into()),
-            })
-        })
-        .collect();
-    Ok((compacted, sets))
+                EventRecord::Task(t) => Event::Task(t.try_into()?),
+            });
+        }
+        out.push(ChangeSet {
+            revision: set.revision,
+            events,
+        });
+    }
+    Ok((compacted, out))
 }

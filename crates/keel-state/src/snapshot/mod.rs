@@ -13,6 +13,7 @@
 //! | 2 | lease | [`crate::lease::snapshot`] |
 //! | 3 | history | [`history`] |
 //! | 4 | tombstones | [`crate::kv::snapshot`] |
+//! | 5 | queue | [`crate::queue::snapshot`] |
 //!
 //! A new capability adds a section with the next tag; a snapshot without it (taken before the
 //! capability existed) restores that capability empty (tombstones: recorded from the
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::History;
 use crate::kv::{self, KeyValue, Kv};
 use crate::lease::{self, Leases};
+use crate::queue::{self, Queues};
 use crate::{ChangeSet, Revision, Store, StoreConfig};
 
 /// Version byte in front of every encoded store snapshot.
@@ -48,6 +50,7 @@ const TAG_KV: u8 = 1;
 const TAG_LEASE: u8 = 2;
 const TAG_HISTORY: u8 = 3;
 const TAG_TOMBSTONES: u8 = 4;
+const TAG_QUEUE: u8 = 5;
 
 /// Why snapshot bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,7 @@ pub(super) struct Parts {
     tombstones: BTreeMap<String, Revision>,
     tombstones_since: Revision,
     leases: Leases,
+    queues: Queues,
     compacted: Revision,
     history: Vec<ChangeSet>,
 }
@@ -133,6 +137,10 @@ fn decode_sections(
         Some(&(v, b)) => lease::snapshot::decode(v, b)?,
         None => Leases::default(),
     };
+    let queues = match sections.get(&TAG_QUEUE) {
+        Some(&(v, b)) => queue::snapshot::decode(v, b, now_ms)?,
+        None => Queues::default(),
+    };
     let (compacted, history) = match sections.get(&TAG_HISTORY) {
         Some(&(v, b)) => history::decode(v, b)?,
         None => (revision, Vec::new()),
@@ -144,13 +152,17 @@ fn decode_sections(
         tombstones,
         tombstones_since,
         leases,
+        queues,
         compacted,
         history,
     })
 }
 
 fn known_tag(tag: u8) -> bool {
-    matches!(tag, TAG_KV | TAG_LEASE | TAG_HISTORY | TAG_TOMBSTONES)
+    matches!(
+        tag,
+        TAG_KV | TAG_LEASE | TAG_HISTORY | TAG_TOMBSTONES | TAG_QUEUE
+    )
 }
 
 /// Largest chunk a section is written in.
@@ -251,6 +263,9 @@ impl Store {
             kv::snapshot::TOMBSTONES_VERSION,
             |w| kv::snapshot::encode_tombstones(&self.kv, w),
         )?;
+        write_section(&mut out, TAG_QUEUE, queue::snapshot::VERSION, |w| {
+            queue::snapshot::encode(&self.queues, w)
+        })?;
         out.write_all(&[END])?;
         Ok(out)
     }
@@ -271,6 +286,7 @@ impl Store {
         kv::snapshot::encode(&self.kv, &mut h).expect("hashing cannot fail");
         lease::snapshot::encode(&self.leases, &mut h).expect("hashing cannot fail");
         kv::snapshot::encode_tombstones(&self.kv, &mut h).expect("hashing cannot fail");
+        queue::snapshot::encode(&self.queues, &mut h).expect("hashing cannot fail");
         h.finalize().into()
     }
 
@@ -299,6 +315,7 @@ impl Store {
             tombstones,
             tombstones_since,
             mut leases,
+            queues,
             compacted,
             history,
         } = parts;
@@ -329,6 +346,7 @@ impl Store {
             now_ms,
             kv: Kv::from_parts(keys, tombstones, tombstones_since),
             leases,
+            queues,
             history,
         })
     }

@@ -10,9 +10,10 @@ use std::io::{self, Read};
 use serde::de::DeserializeOwned;
 
 use super::{
-    decode_sections, known_tag, Header, Parts, SnapshotError, END, TAG_KV, TAG_TOMBSTONES,
+    decode_sections, known_tag, Header, Parts, SnapshotError, END, TAG_KV, TAG_QUEUE,
+    TAG_TOMBSTONES,
 };
-use crate::kv;
+use crate::{kv, queue};
 
 /// How much is read from the input at a time.
 const READ: usize = 64 << 10;
@@ -114,7 +115,7 @@ impl<R: Read> Input<R> {
     }
 
     /// Whether the input has ended.
-    fn at_end(&mut self) -> Result<bool, SnapshotError> {
+    pub(crate) fn at_end(&mut self) -> Result<bool, SnapshotError> {
         Ok(self.pos == self.buf.len() && !self.more()?)
     }
 }
@@ -158,6 +159,7 @@ pub(crate) fn read_v3<R: Read>(input: &mut Input<R>) -> Result<Parts, SnapshotEr
     let header: Header = input.value()?;
     let mut keys = None;
     let mut tombstones = None;
+    let mut queues = None;
     let mut small: BTreeMap<u8, (u8, Vec<u8>)> = BTreeMap::new();
     let mut seen = Vec::new();
     loop {
@@ -184,6 +186,9 @@ pub(crate) fn read_v3<R: Read>(input: &mut Input<R>) -> Result<Parts, SnapshotEr
             TAG_KV => keys = Some(kv::snapshot::read(version, &mut section)?),
             TAG_TOMBSTONES => {
                 tombstones = Some(kv::snapshot::read_tombstones(version, &mut section)?)
+            }
+            TAG_QUEUE => {
+                queues = Some(queue::snapshot::read(version, &mut section, header.now_ms)?)
             }
             _ => {
                 small.insert(tag, (version, section.rest()?));
@@ -212,6 +217,9 @@ pub(crate) fn read_v3<R: Read>(input: &mut Input<R>) -> Result<Parts, SnapshotEr
     if let Some((since, tombstones)) = tombstones {
         parts.tombstones_since = since;
         parts.tombstones = tombstones;
+    }
+    if let Some(queues) = queues {
+        parts.queues = queues;
     }
     Ok(parts)
 }

@@ -48,6 +48,7 @@ pub(super) fn decode(body: &[u8]) -> Result<Parts, SnapshotError> {
         tombstones: Default::default(),
         tombstones_since: s.header.revision,
         leases: Leases::from_records(s.header.next_lease_id, s.leases)?,
+        queues: Default::default(),
         compacted: s.header.compacted,
         history: s
             .history

@@ -1,29 +1,67 @@
-//! Transactions: compare, then one branch of key operations, all at one revision.
+//! Transactions: compare keys and tasks, then one branch of operations (key writes, enqueues,
+//! task completions), all at one revision.
 //!
-//! [`Txn`] and its parts are persisted inside [`crate::Command::Txn`] (in log formats 1 and
-//! 2 alike): add variants only at the end.
+//! [`Txn`] and its parts are persisted inside [`crate::Command::Txn`]: add variants only at
+//! the end. (Log formats 1 and 2 had a list of key [`Compare`]s where format 3 has
+//! [`Condition`]s; `format_v2` reads them.)
 
 mod apply;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use apply::apply;
+pub(crate) use apply::{apply, TxnState};
 
+use crate::queue::{Enqueue, TaskId, TaskState};
 use crate::{KeyValueWire, LeaseId, Revision};
 
-/// A transaction: if every comparison holds, run `success`, else run `failure`.
+/// A transaction: if every condition holds, run `success`, else run `failure`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Txn {
     /// Conditions, all of which must hold.
-    pub compare: Vec<Compare>,
+    pub compare: Vec<Condition>,
     /// Operations run when every comparison holds.
     pub success: Vec<TxnOp>,
     /// Operations run otherwise.
     pub failure: Vec<TxnOp>,
 }
 
-/// One condition of a transaction.
+/// One condition of a transaction, by what it looks at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// A key's metadata or value.
+    Key(Compare),
+    /// A task's state.
+    Task(TaskCompare),
+}
+
+impl From<Compare> for Condition {
+    fn from(c: Compare) -> Self {
+        Condition::Key(c)
+    }
+}
+
+impl From<TaskCompare> for Condition {
+    fn from(c: TaskCompare) -> Self {
+        Condition::Task(c)
+    }
+}
+
+/// A task's state compared with `state` (`None`: the task does not exist); only
+/// [`CompareOp::Equal`] and [`CompareOp::NotEqual`] are allowed (states have no order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCompare {
+    /// The queue.
+    pub queue: String,
+    /// The task.
+    pub id: TaskId,
+    /// Equal or not equal.
+    pub op: CompareOp,
+    /// The state compared with.
+    pub state: Option<TaskState>,
+}
+
+/// A key's field compared with a value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
     /// The key whose metadata or value is compared.
@@ -97,6 +135,19 @@ pub enum TxnOp {
         /// The amount.
         by: i64,
     },
+    /// Enqueue a task.
+    Enqueue(Enqueue),
+    /// Complete a running task held under `claim`.
+    Complete {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: TaskId,
+        /// The claim it is held under.
+        claim: Revision,
+        /// What the worker returns: JSON text.
+        result: Option<Bytes>,
+    },
 }
 
 impl TxnOp {
@@ -104,7 +155,10 @@ impl TxnOp {
     pub(crate) fn written_key(&self) -> Option<&str> {
         match self {
             TxnOp::Put { key, .. } | TxnOp::Delete { key } | TxnOp::Incr { key, .. } => Some(key),
-            TxnOp::DeletePrefix { .. } | TxnOp::Get { .. } => None,
+            TxnOp::DeletePrefix { .. }
+            | TxnOp::Get { .. }
+            | TxnOp::Enqueue(_)
+            | TxnOp::Complete { .. } => None,
         }
     }
 }
@@ -120,11 +174,33 @@ impl Txn {
         self.len() == 0
     }
 
-    /// Checks that neither branch writes one key twice or writes a key that the same branch
-    /// also deletes by prefix: the writes of a branch happen at one revision, so their order
-    /// must not matter.
+    /// Checks that neither branch writes one key twice, writes a key that the same branch
+    /// also deletes by prefix, or completes one task twice: the writes of a branch happen at
+    /// one revision, so their order must not matter. And that task states are compared only
+    /// for (in)equality.
     pub fn validate(&self) -> Result<(), TxnError> {
+        for c in &self.compare {
+            if let Condition::Task(t) = c {
+                if !matches!(t.op, CompareOp::Equal | CompareOp::NotEqual) {
+                    return Err(TxnError::OrderedTaskCompare {
+                        queue: t.queue.clone(),
+                        id: t.id,
+                    });
+                }
+            }
+        }
         for branch in [&self.success, &self.failure] {
+            let mut completed = std::collections::BTreeSet::new();
+            for op in branch {
+                if let TxnOp::Complete { queue, id, .. } = op {
+                    if !completed.insert((queue.as_str(), *id)) {
+                        return Err(TxnError::DuplicateTask {
+                            queue: queue.clone(),
+                            id: *id,
+                        });
+                    }
+                }
+            }
             let mut written = std::collections::BTreeSet::new();
             let prefixes: Vec<&str> = branch
                 .iter()
@@ -162,13 +238,20 @@ impl Txn {
             TxnOp::Put { key, value, .. } => key.len() + value.len() + 16,
             TxnOp::Delete { key } | TxnOp::Get { key } | TxnOp::Incr { key, .. } => key.len() + 16,
             TxnOp::DeletePrefix { prefix } => prefix.len() + 16,
+            TxnOp::Enqueue(e) => e.size_hint(),
+            TxnOp::Complete { queue, result, .. } => {
+                queue.len() + result.as_ref().map_or(0, Bytes::len) + 24
+            }
         };
         let compares: usize = self
             .compare
             .iter()
-            .map(|c| match &c.target {
-                CompareTarget::Value(v) => c.key.len() + 16 + v.len(),
-                _ => c.key.len() + 16,
+            .map(|c| match c {
+                Condition::Key(c) => match &c.target {
+                    CompareTarget::Value(v) => c.key.len() + 16 + v.len(),
+                    _ => c.key.len() + 16,
+                },
+                Condition::Task(t) => t.queue.len() + 16,
             })
             .sum();
         compares
@@ -188,6 +271,22 @@ pub enum TxnError {
     /// A branch writes one key twice, or writes a key it also deletes by prefix.
     #[error("a transaction branch writes key {0:?} more than once")]
     DuplicateKey(String),
+    /// A branch completes one task twice.
+    #[error("a transaction branch completes task {id} of queue {queue:?} more than once")]
+    DuplicateTask {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: TaskId,
+    },
+    /// A task's state compared with `<` or `>`.
+    #[error("task {id} of queue {queue:?}: a task's state can only be compared with == or !=")]
+    OrderedTaskCompare {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: TaskId,
+    },
 }
 
 /// The outcome of a transaction.
@@ -236,5 +335,21 @@ pub enum TxnOpResult {
         key: String,
         /// Its new value.
         value: i64,
+    },
+    /// A task was enqueued (or, `created` false, found by its dedupe key).
+    Enqueue {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: TaskId,
+        /// Whether a new task was created.
+        created: bool,
+    },
+    /// A task was completed.
+    Complete {
+        /// The queue.
+        queue: String,
+        /// The task.
+        id: TaskId,
     },
 }

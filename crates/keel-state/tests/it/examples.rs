@@ -190,7 +190,8 @@ fn txn_compare_and_branches() {
                 key: "a".into(),
                 op: CompareOp::Equal,
                 target: CompareTarget::Value(Bytes::from(v.to_owned())),
-            }],
+            }
+            .into()],
             success: vec![
                 TxnOp::Put {
                     key: "b".into(),

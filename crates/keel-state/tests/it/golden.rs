@@ -1,16 +1,16 @@
-//! Golden bytes of every persisted format of the state machine: log payloads (`Request`, both
-//! formats) and store snapshots (both formats).
+//! Golden bytes of every persisted format of the state machine: log payloads (`Request`, every
+//! format) and store snapshots (every format).
 //!
-//! The fixtures under `tests/fixtures` are hex text. Format-1 files were written by the build
-//! before format 2 existed and never change. Files of the current format change only on
+//! The fixtures under `tests/fixtures` are hex text. Files of an older format were written by
+//! the builds that wrote that format and never change. Files of the current format change only on
 //! purpose: run with `KEEL_BLESS=1` to rewrite them, and say why in the commit.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use keel_state::{
-    Command, Compare, CompareOp, CompareTarget, KvCommand, LeaseCommand, ListQuery, Request, Store,
-    StoreConfig, Txn, TxnOp,
+    Command, Compare, CompareOp, CompareTarget, Enqueue, KvCommand, LeaseCommand, ListQuery,
+    QueueCommand, Request, Store, StoreConfig, TaskCompare, TaskState, Txn, TxnOp,
 };
 
 fn fixtures() -> PathBuf {
@@ -46,7 +46,8 @@ fn assert_golden(path: &Path, bytes: &[u8]) {
 
 const NOW_MS: u64 = 1_764_000_000_123;
 
-/// One command of every kind, with every optional field used somewhere.
+/// One command of every kind of log formats 1 and 2, with every optional field used
+/// somewhere.
 fn samples() -> Vec<(&'static str, Command)> {
     let b = Bytes::from_static;
     vec![
@@ -96,7 +97,7 @@ fn samples() -> Vec<(&'static str, Command)> {
         (
             "txn",
             Txn {
-                compare: vec![
+                compare: [
                     Compare {
                         key: "a".into(),
                         op: CompareOp::Equal,
@@ -122,7 +123,10 @@ fn samples() -> Vec<(&'static str, Command)> {
                         op: CompareOp::Equal,
                         target: CompareTarget::Exists(false),
                     },
-                ],
+                ]
+                .into_iter()
+                .map(Into::into)
+                .collect(),
                 success: vec![
                     TxnOp::Put {
                         key: "a".into(),
@@ -172,11 +176,162 @@ fn every_command_of_log_format_1_still_decodes() {
     }
 }
 
+/// The commands that came with log format 3: queues, and transactions that compare tasks,
+/// enqueue and complete.
+fn samples_v3() -> Vec<(&'static str, Command)> {
+    let b = Bytes::from_static;
+    let enqueue = Enqueue {
+        queue: "thumbs".into(),
+        payload: b(b"img/1.png"),
+        content_type: Some("text/plain".into()),
+        delay_ms: 1_500,
+        max_attempts: 3,
+        priority: -2,
+        dedupe_key: Some("img-1".into()),
+        max_tasks: 1_000_000,
+    };
+    let queue = |c: QueueCommand| Command::Queue(c);
+    vec![
+        (
+            "queue_enqueue",
+            queue(QueueCommand::Enqueue(enqueue.clone())),
+        ),
+        (
+            "queue_claim",
+            queue(QueueCommand::Claim {
+                queue: "thumbs".into(),
+                worker: "w-1".into(),
+                lease_ms: 60_000,
+                max: 4,
+            }),
+        ),
+        (
+            "queue_complete",
+            queue(QueueCommand::Complete {
+                queue: "thumbs".into(),
+                id: 7,
+                claim: 42,
+                result: Some(b(br#"{"ok":true}"#)),
+            }),
+        ),
+        (
+            "queue_fail",
+            queue(QueueCommand::Fail {
+                queue: "thumbs".into(),
+                id: 7,
+                claim: 42,
+                error: "no such file".into(),
+                retry_in_ms: Some(30_000),
+            }),
+        ),
+        (
+            "queue_extend",
+            queue(QueueCommand::Extend {
+                queue: "thumbs".into(),
+                id: 7,
+                claim: 42,
+                lease_ms: 10_000,
+            }),
+        ),
+        (
+            "queue_retry",
+            queue(QueueCommand::Retry {
+                queue: "thumbs".into(),
+                id: 7,
+            }),
+        ),
+        (
+            "queue_delete",
+            queue(QueueCommand::Delete {
+                queue: "thumbs".into(),
+                id: 8,
+            }),
+        ),
+        (
+            "queue_purge",
+            queue(QueueCommand::Purge {
+                queue: "thumbs".into(),
+                state: TaskState::Dead,
+                max: 1_000,
+            }),
+        ),
+        (
+            "queue_expire_leases",
+            queue(QueueCommand::ExpireLeases {
+                tasks: vec![("thumbs".into(), 7), ("mail".into(), 1)],
+            }),
+        ),
+        ("queue_refresh_leases", queue(QueueCommand::RefreshLeases)),
+        (
+            "queue_drop_done",
+            queue(QueueCommand::DropDone {
+                retention_ms: 86_400_000,
+                max: 1_000,
+            }),
+        ),
+        (
+            "txn_tasks",
+            Txn {
+                compare: vec![
+                    TaskCompare {
+                        queue: "thumbs".into(),
+                        id: 7,
+                        op: CompareOp::Equal,
+                        state: Some(TaskState::Running),
+                    }
+                    .into(),
+                    TaskCompare {
+                        queue: "thumbs".into(),
+                        id: 9,
+                        op: CompareOp::NotEqual,
+                        state: None,
+                    }
+                    .into(),
+                    Compare {
+                        key: "a".into(),
+                        op: CompareOp::Equal,
+                        target: CompareTarget::Exists(true),
+                    }
+                    .into(),
+                ],
+                success: vec![
+                    TxnOp::Enqueue(enqueue),
+                    TxnOp::Complete {
+                        queue: "thumbs".into(),
+                        id: 7,
+                        claim: 42,
+                        result: None,
+                    },
+                ],
+                failure: vec![],
+            }
+            .into(),
+        ),
+    ]
+}
+
 #[test]
-fn every_command_of_log_format_2_has_pinned_bytes() {
-    let dir = fixtures().join("request-v2");
-    std::fs::create_dir_all(&dir).expect("fixture directory");
+fn every_command_of_log_format_2_still_decodes() {
     for (name, command) in samples() {
+        let bytes = read_hex(&fixtures().join(format!("request-v2/{name}.hex")));
+        assert_eq!(bytes[0], 2, "{name}");
+        let decoded = Request::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            decoded,
+            Request {
+                now_ms: NOW_MS,
+                command
+            },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_command_of_log_format_3_has_pinned_bytes() {
+    let dir = fixtures().join("request-v3");
+    std::fs::create_dir_all(&dir).expect("fixture directory");
+    for (name, command) in samples().into_iter().chain(samples_v3()) {
         let request = Request {
             now_ms: NOW_MS,
             command,
@@ -233,6 +388,90 @@ fn sample_store() -> Store {
     s
 }
 
+/// The sample store, then queues: tasks pending, delayed, running, done, dead and deleted,
+/// with and without dedupe keys, and a transaction that enqueues.
+fn sample_store_with_queues() -> Store {
+    let mut s = sample_store();
+    let mut now = s.now_ms();
+    let enqueue = |queue: &str, payload: &'static [u8], delay_ms, dedupe: Option<&str>| Enqueue {
+        queue: queue.into(),
+        payload: Bytes::from_static(payload),
+        content_type: Some("application/octet-stream".into()),
+        delay_ms,
+        max_attempts: 1,
+        priority: 0,
+        dedupe_key: dedupe.map(Into::into),
+        max_tasks: 100,
+    };
+    let claim = |queue: &str| QueueCommand::Claim {
+        queue: queue.into(),
+        worker: "w".into(),
+        lease_ms: 30_000,
+        max: 1,
+    };
+    let mut apply = |after_ms: u64, command: Command| {
+        now += after_ms;
+        s.apply(&Request {
+            now_ms: now,
+            command,
+        })
+    };
+    for (payload, dedupe) in [
+        (&b"1"[..], Some("one")),
+        (b"2", None),
+        (b"3", None),
+        (b"4", None),
+    ] {
+        apply(
+            250,
+            QueueCommand::Enqueue(enqueue("jobs", payload, 0, dedupe)).into(),
+        );
+    }
+    apply(
+        250,
+        QueueCommand::Enqueue(enqueue("jobs", b"later", 3_600_000, None)).into(),
+    );
+    apply(250, claim("jobs").into()); // 1 runs
+    let claimed = apply(250, claim("jobs").into()); // 2 runs
+    let token = match claimed.outcome {
+        keel_state::Outcome::Queue(keel_state::QueueOutcome::Claimed { revision, .. }) => revision,
+        other => panic!("claim: {other:?}"),
+    };
+    apply(
+        250,
+        QueueCommand::Complete {
+            queue: "jobs".into(),
+            id: 2,
+            claim: token,
+            result: Some(Bytes::from_static(b"[1,2]")),
+        }
+        .into(),
+    );
+    apply(250, claim("jobs").into()); // 3 runs
+    let expire = QueueCommand::ExpireLeases {
+        tasks: vec![("jobs".into(), 3)],
+    };
+    apply(60_000, expire.into()); // 3 is dead: one attempt allowed
+    apply(
+        250,
+        QueueCommand::Delete {
+            queue: "jobs".into(),
+            id: 4,
+        }
+        .into(),
+    );
+    apply(
+        250,
+        Txn {
+            compare: vec![],
+            success: vec![TxnOp::Enqueue(enqueue("mail", b"hi", 0, Some("m")))],
+            failure: vec![],
+        }
+        .into(),
+    );
+    s
+}
+
 /// What a store shows through its API, apart from tombstones.
 fn visible(s: &Store) -> impl PartialEq + std::fmt::Debug {
     let all = ListQuery {
@@ -284,14 +523,38 @@ fn a_snapshot_of_format_2_still_restores() {
 }
 
 #[test]
+fn a_snapshot_of_format_3_without_queues_still_restores() {
+    let bytes = read_hex(&fixtures().join("snapshot-v3-without-queues.hex"));
+    assert_eq!(bytes[0], 3);
+    let restored = Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("decodes");
+    assert_eq!(restored, sample_store());
+    assert_eq!(restored.tombstone_count(), 2, "a and svc/x were deleted");
+    assert_eq!(restored.queues().len(), 0);
+}
+
+#[test]
 fn a_snapshot_of_format_3_has_pinned_bytes() {
-    let store = sample_store();
+    let store = sample_store_with_queues();
     let bytes = store.encode_snapshot();
     assert_eq!(bytes[0], 3);
     assert_golden(&fixtures().join("snapshot-v3.hex"), &bytes);
     let restored = Store::decode_snapshot(StoreConfig { history: 4 }, &bytes).expect("decodes");
     assert_eq!(restored, store);
     assert_eq!(restored.tombstone_count(), 2, "a and svc/x were deleted");
+    let jobs = restored.queue("jobs").expect("jobs");
+    let states: Vec<_> = (1..=5).map(|id| jobs.task(id).map(|t| t.state)).collect();
+    assert_eq!(
+        states,
+        [
+            Some(TaskState::Running),
+            Some(TaskState::Done),
+            Some(TaskState::Dead),
+            None,
+            Some(TaskState::Pending)
+        ]
+    );
+    assert_eq!(jobs.next_id(), 6);
+    assert_eq!(restored.queue("mail").map(|q| q.len()), Some(1));
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use keel_state::{
-    Command, Compare, CompareOp, CompareTarget, KeyValue, KvCommand, LeaseCommand, ListQuery,
-    Outcome, ReadError, Request, Store, StoreConfig, Txn, TxnOp,
+    Command, Compare, CompareOp, CompareTarget, Condition, Enqueue, KeyValue, KvCommand,
+    LeaseCommand, ListQuery, Outcome, QueueCommand, ReadError, Request, Store, StoreConfig,
+    TaskCompare, TaskState, Txn, TxnOp,
 };
 use proptest::prelude::*;
 
@@ -33,8 +34,81 @@ fn lease() -> impl Strategy<Value = Option<u64>> {
     prop_oneof![3 => Just(None), 1 => (1u64..5).prop_map(Some)]
 }
 
+fn queue_name() -> impl Strategy<Value = String> {
+    prop::sample::select(&["q1", "q2"][..]).prop_map(str::to_owned)
+}
+
+fn task_state() -> impl Strategy<Value = TaskState> {
+    prop::sample::select(TaskState::ALL.to_vec())
+}
+
+fn enqueue() -> impl Strategy<Value = Enqueue> {
+    (
+        queue_name(),
+        value(),
+        prop_oneof![3 => Just(0u64), 1 => 1u64..3000],
+        0u32..3,
+        -1i64..2,
+        prop::option::of(prop::sample::select(&["d1", "d2"][..])),
+        prop_oneof![4 => Just(1_000u64), 1 => 1u64..4],
+    )
+        .prop_map(
+            |(queue, payload, delay_ms, max_attempts, priority, dedupe, max_tasks)| Enqueue {
+                queue,
+                payload,
+                content_type: None,
+                delay_ms,
+                max_attempts,
+                priority,
+                dedupe_key: dedupe.map(str::to_owned),
+                max_tasks,
+            },
+        )
+}
+
+/// A claim token: a revision, so that some name the task's current claim.
+fn token() -> impl Strategy<Value = u64> {
+    0u64..40
+}
+
+fn queue_command() -> impl Strategy<Value = QueueCommand> {
+    prop_oneof![
+        4 => enqueue().prop_map(QueueCommand::Enqueue),
+        3 => (queue_name(), 0u64..2000, 0u32..3).prop_map(|(queue, lease_ms, max)| QueueCommand::Claim {
+            queue, worker: "w".into(), lease_ms, max,
+        }),
+        2 => (queue_name(), 1u64..6, token()).prop_map(|(queue, id, claim)| QueueCommand::Complete {
+            queue, id, claim, result: Some(Bytes::from_static(b"1")),
+        }),
+        2 => (queue_name(), 1u64..6, token(), prop::option::of(0u64..2000)).prop_map(
+            |(queue, id, claim, retry_in_ms)| QueueCommand::Fail {
+                queue, id, claim, error: "e".into(), retry_in_ms,
+            }
+        ),
+        1 => (queue_name(), 1u64..6, token(), 0u64..2000).prop_map(|(queue, id, claim, lease_ms)| {
+            QueueCommand::Extend { queue, id, claim, lease_ms }
+        }),
+        1 => (queue_name(), 1u64..6).prop_map(|(queue, id)| QueueCommand::Retry { queue, id }),
+        1 => (queue_name(), 1u64..6).prop_map(|(queue, id)| QueueCommand::Delete { queue, id }),
+        1 => (queue_name(), task_state(), 1u32..3).prop_map(|(queue, state, max)| QueueCommand::Purge {
+            queue, state, max,
+        }),
+        2 => prop::collection::vec((queue_name(), 1u64..6), 0..3)
+            .prop_map(|tasks| QueueCommand::ExpireLeases { tasks }),
+        1 => Just(QueueCommand::RefreshLeases),
+        1 => (0u64..3000, 1u32..3).prop_map(|(retention_ms, max)| QueueCommand::DropDone { retention_ms, max }),
+    ]
+}
+
 fn txn_op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
+        enqueue().prop_map(TxnOp::Enqueue),
+        (queue_name(), 1u64..6, token()).prop_map(|(queue, id, claim)| TxnOp::Complete {
+            queue,
+            id,
+            claim,
+            result: None,
+        }),
         (key(), value(), lease()).prop_map(|(key, value, lease)| TxnOp::Put { key, value, lease }),
         key().prop_map(|key| TxnOp::Delete { key }),
         prop::sample::select(&["a/", "b/", "zz"][..]).prop_map(|p| TxnOp::DeletePrefix {
@@ -45,7 +119,7 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
     ]
 }
 
-fn compare() -> impl Strategy<Value = Compare> {
+fn compare() -> impl Strategy<Value = Condition> {
     let op = prop::sample::select(vec![
         CompareOp::Equal,
         CompareOp::NotEqual,
@@ -59,7 +133,24 @@ fn compare() -> impl Strategy<Value = Compare> {
         value().prop_map(CompareTarget::Value),
         any::<bool>().prop_map(CompareTarget::Exists),
     ];
-    (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target })
+    let task = (
+        queue_name(),
+        1u64..6,
+        prop::sample::select(vec![CompareOp::Equal, CompareOp::NotEqual, CompareOp::Less]),
+        prop::option::of(task_state()),
+    )
+        .prop_map(|(queue, id, op, state)| {
+            Condition::Task(TaskCompare {
+                queue,
+                id,
+                op,
+                state,
+            })
+        });
+    prop_oneof![
+        3 => (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target }.into()),
+        1 => task,
+    ]
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -84,6 +175,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (1u64..5).prop_map(|id| LeaseCommand::Revoke { id }.into()),
         1 => prop::collection::vec(1u64..5, 0..3).prop_map(|ids| LeaseCommand::Expire { ids }.into()),
         1 => Just(LeaseCommand::RefreshAll.into()),
+        6 => queue_command().prop_map(Command::Queue),
     ]
 }
 
@@ -325,6 +417,78 @@ proptest! {
         for lease in s.leases() {
             for key in &lease.keys {
                 prop_assert_eq!(s.get(key, None).expect("now").and_then(|kv| kv.lease), Some(lease.id));
+            }
+        }
+    }
+
+    #[test]
+    fn queue_indexes_match_tasks(reqs in requests(120)) {
+        let mut s = Store::new(config(10));
+        for r in &reqs {
+            s.apply(r);
+        }
+        let now = s.now_ms();
+        for (name, q) in s.queues() {
+            let (all, more) = q.list(None, 0, usize::MAX);
+            prop_assert!(!more);
+            prop_assert_eq!(all.len(), q.len());
+            let mut counted = 0;
+            for state in TaskState::ALL {
+                let (listed, _) = q.list(Some(state), 0, usize::MAX);
+                prop_assert!(listed.iter().all(|t| t.state == state), "{} {:?}", name, state);
+                prop_assert!(listed.windows(2).all(|w| w[0].id < w[1].id));
+                counted += listed.len();
+            }
+            prop_assert_eq!(counted, q.len());
+            let c = q.counts();
+            prop_assert_eq!((c.pending + c.running + c.done + c.dead) as usize, q.len());
+            for t in &all {
+                prop_assert_eq!(t.state == TaskState::Running, t.claim.is_some());
+                prop_assert!(t.id < q.next_id());
+            }
+            let ready = all.iter().any(|t| t.state == TaskState::Pending && t.not_before_ms <= now);
+            prop_assert_eq!(q.has_ready(now), ready, "{}", name);
+            let deadline = all.iter().filter_map(|t| t.claim.as_ref()).map(|c| c.expires_at_ms).min();
+            prop_assert_eq!(q.next_lease_deadline(), deadline);
+            // No two unfinished tasks share a dedupe key.
+            let mut keys: Vec<_> = all.iter()
+                .filter(|t| matches!(t.state, TaskState::Pending | TaskState::Running))
+                .filter_map(|t| t.dedupe_key.clone())
+                .collect();
+            let n = keys.len();
+            keys.sort();
+            keys.dedup();
+            prop_assert_eq!(keys.len(), n);
+        }
+    }
+
+    #[test]
+    fn a_claim_gives_the_best_ready_task_to_one_worker(reqs in requests(80), lease_ms in 1u64..5000) {
+        let mut s = Store::new(config(10));
+        for r in &reqs {
+            s.apply(r);
+        }
+        let now = s.now_ms() + 1;
+        for name in ["q1", "q2"] {
+            let best = s.queue(name).and_then(|q| {
+                q.list(Some(TaskState::Pending), 0, usize::MAX).0.into_iter()
+                    .filter(|t| t.not_before_ms <= now)
+                    .min_by_key(|t| (std::cmp::Reverse(t.priority), t.id))
+                    .map(|t| t.id)
+            });
+            let claim = QueueCommand::Claim { queue: name.into(), worker: "x".into(), lease_ms, max: 1 };
+            let applied = s.apply(&Request { now_ms: now, command: claim.into() });
+            let got = match applied.outcome {
+                Outcome::Queue(keel_state::QueueOutcome::Claimed { tasks, .. }) => {
+                    tasks.first().map(|t| t.id)
+                }
+                other => panic!("claim: {other:?}"),
+            };
+            prop_assert_eq!(got, best);
+            if let Some(id) = got {
+                let t = s.queue(name).and_then(|q| q.task(id)).expect("claimed task");
+                prop_assert_eq!(t.state, TaskState::Running);
+                prop_assert_eq!(t.claim.as_ref().map(|c| c.token), Some(s.revision()));
             }
         }
     }

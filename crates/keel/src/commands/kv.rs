@@ -212,6 +212,13 @@ pub(super) async fn run(keel: &Client, json: bool, verb: KvVerb) -> Result<Exit>
                         } => println!("get {key} = {}", show_value(kv)),
                         TxnResult::Get { key, item: None } => println!("get {key} (not found)"),
                         TxnResult::Incr { key, value } => println!("incr {key} = {value}"),
+                        TxnResult::Enqueue { queue, id, created } => {
+                            let how = if *created { "" } else { " (already queued)" };
+                            println!("enqueue {queue} task {id}{how}")
+                        }
+                        TxnResult::Complete { queue, id } => {
+                            println!("complete {queue} task {id}")
+                        }
                     }
                 }
             }

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod lease;
+pub mod queue;
 pub mod watch;
 
 use std::io::{Read, Write};
@@ -27,7 +28,13 @@ pub enum Exit {
 pub fn is_not_met(code: Code) -> bool {
     matches!(
         code,
-        Code::KeyNotFound | Code::LeaseNotFound | Code::RevisionMismatch | Code::MemberNotFound
+        Code::KeyNotFound
+            | Code::LeaseNotFound
+            | Code::RevisionMismatch
+            | Code::MemberNotFound
+            | Code::TaskNotFound
+            | Code::QueueNotFound
+            | Code::ClaimLost
     )
 }
 
@@ -58,5 +65,6 @@ pub async fn run(addr: &str, json: bool, command: Command) -> Result<Exit> {
         Command::Lease(verb) => lease::run(&keel, json, verb).await,
         Command::Watch(args) => watch::run(&keel, json, args).await,
         Command::Cluster(verb) => cluster::run(&keel, json, verb).await,
+        Command::Queue(verb) => queue::run(&keel, json, verb).await,
     }
 }

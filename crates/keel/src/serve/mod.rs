@@ -30,18 +30,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    crate::signal::interrupted().await;
     tracing::info!("shutting down: no new requests; finishing those in flight");
 }
 
@@ -151,6 +140,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         cors_origins: settings.cors_origins.clone(),
         watch_batch: settings.watch_batch,
         cluster_secret: settings.cluster_secret.clone(),
+        queue_lease: settings.queue_lease,
+        queue_retention: settings.queue_retention,
+        max_queue_tasks: settings.max_queue_tasks,
         ..ServerConfig::default()
     };
     keel_server::serve(node.clone(), listener, config, metrics, shutdown_signal())

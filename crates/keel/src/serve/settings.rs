@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// no_quorum.
     #[arg(long, env = "KEEL_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
+    /// A task claim's lease when the claim names none.
+    #[arg(long, env = "KEEL_QUEUE_LEASE")]
+    pub queue_lease: Option<String>,
+    /// How long done tasks are kept before they are deleted.
+    #[arg(long, env = "KEEL_QUEUE_RETENTION")]
+    pub queue_retention: Option<String>,
+    /// Most tasks one queue may hold, in any state (enqueues beyond it: 429 queue_full).
+    #[arg(long, env = "KEEL_MAX_QUEUE_TASKS")]
+    pub max_queue_tasks: Option<u64>,
 }
 
 /// The longest `--watch-batch`: a watcher never waits longer than this for a change.
@@ -163,6 +172,9 @@ struct FileConfig {
     election_timeout: Option<String>,
     heartbeat_interval: Option<String>,
     request_timeout: Option<String>,
+    queue_lease: Option<String>,
+    queue_retention: Option<String>,
+    max_queue_tasks: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -188,6 +200,9 @@ pub struct Settings {
     pub election_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub request_timeout: Duration,
+    pub queue_lease: Duration,
+    pub queue_retention: Duration,
+    pub max_queue_tasks: u64,
 }
 
 impl Default for Settings {
@@ -214,6 +229,9 @@ impl Default for Settings {
             election_timeout: NodeConfig::DEFAULT_ELECTION_TIMEOUT,
             heartbeat_interval: NodeConfig::DEFAULT_HEARTBEAT_INTERVAL,
             request_timeout: NodeConfig::DEFAULT_REQUEST_TIMEOUT,
+            queue_lease: server.queue_lease,
+            queue_retention: server.queue_retention,
+            max_queue_tasks: server.max_queue_tasks,
         }
     }
 }
@@ -263,6 +281,15 @@ impl Settings {
                 "request_timeout",
                 format!("{}ms", self.request_timeout.as_millis()),
             ),
+            (
+                "queue_lease",
+                humantime::format_duration(self.queue_lease).to_string(),
+            ),
+            (
+                "queue_retention",
+                humantime::format_duration(self.queue_retention).to_string(),
+            ),
+            ("max_queue_tasks", self.max_queue_tasks.to_string()),
         ]
     }
 }
@@ -362,6 +389,20 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
             args.request_timeout.or(file.request_timeout),
             d.request_timeout,
         )?,
+        queue_lease: duration(
+            "--queue-lease",
+            args.queue_lease.or(file.queue_lease),
+            d.queue_lease,
+        )?,
+        queue_retention: duration(
+            "--queue-retention",
+            args.queue_retention.or(file.queue_retention),
+            d.queue_retention,
+        )?,
+        max_queue_tasks: args
+            .max_queue_tasks
+            .or(file.max_queue_tasks)
+            .unwrap_or(d.max_queue_tasks),
     };
     if s.node_id == Some(0) {
         bail!("--node-id must be at least 1");
@@ -412,6 +453,13 @@ pub fn resolve(args: ServeArgs) -> Result<Settings> {
     }
     if s.request_timeout < Duration::from_millis(100) {
         bail!("--request-timeout must be at least 100ms");
+    }
+    if s.queue_lease < Duration::from_millis(100) || s.queue_lease > Duration::from_secs(7 * 86_400)
+    {
+        bail!("--queue-lease must be between 100ms and 7 days");
+    }
+    if s.max_queue_tasks == 0 {
+        bail!("--max-queue-tasks must be at least 1");
     }
     Ok(s)
 }

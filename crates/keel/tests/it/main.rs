@@ -13,6 +13,8 @@ mod kv;
 mod lease;
 mod linearizability;
 mod ops;
+mod queue;
+mod queue_work;
 mod recovery;
 mod support;
 mod txn;

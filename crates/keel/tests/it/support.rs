@@ -127,8 +127,14 @@ impl Server {
     }
 
     /// Kills with SIGKILL (a crash) and restarts on the same directory.
-    pub fn crash_and_restart(mut self) -> Server {
+    pub fn crash_and_restart(self) -> Server {
+        self.crash_and_restart_after(Duration::ZERO)
+    }
+
+    /// Kills with SIGKILL, stays down for `downtime`, and restarts on the same directory.
+    pub fn crash_and_restart_after(mut self, downtime: Duration) -> Server {
         self.kill9();
+        std::thread::sleep(downtime);
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let mut next = Server::start_in(&self.data_dir, &args).expect("restart after crash");
         next._tmp = self._tmp.take();

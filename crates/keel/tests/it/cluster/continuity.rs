@@ -169,3 +169,35 @@ async fn leases_outlive_a_leader_kill() {
         gone.as_millis()
     );
 }
+
+/// A lease granted through a follower, on a cluster with no other lease, expires on time:
+/// the leader's expiry duty learns of the grant from applying it, not from the handler that
+/// took the request (which ran on the follower).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_granted_through_a_follower_expires_on_time() {
+    let c = Cluster::start(3, FAST).await;
+    let leader = c.leader(Duration::from_secs(10)).await.expect("a leader");
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let client = c.node(follower).client();
+    let granted = Instant::now();
+    let id = client.lease_grant(Duration::from_secs(1)).await.unwrap().id;
+    let opts = PutOptions {
+        lease: Some(id),
+        ..Default::default()
+    };
+    client.put("short", "v", &opts).await.unwrap();
+    let leader_client = c.node(leader).client();
+    let expired = crate::support::eventually(Duration::from_secs(10), async || {
+        leader_client.lease_get(id).await.is_err()
+    })
+    .await;
+    let after = granted.elapsed();
+    assert!(expired, "the lease never expired\n{}", c.logs());
+    assert!(
+        after >= Duration::from_secs(1) && after < Duration::from_secs(3),
+        "expired {} ms after the grant",
+        after.as_millis()
+    );
+    let key = client.get("short", &Default::default()).await.unwrap();
+    assert!(key.is_none(), "its key went with it");
+}

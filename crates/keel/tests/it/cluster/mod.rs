@@ -6,6 +6,7 @@ mod failover;
 mod membership;
 mod partition;
 pub mod proxy;
+mod tasks;
 
 use std::time::Duration;
 
