@@ -26,6 +26,7 @@ check "$("$bin/keel-bench" --target keel --addr "$keel" --workload watch-fanout 
 check "$("$bin/keel-bench" --target keel --addr "$keel" --workload put --clients 2 --watchers-attached 10 "${common[@]}")"
 check "$("$bin/keel-bench" --target keel-ws --addr "$keel" --workload watch-fanout --watchers 20 --watch-conns 2 --rate 50 "${common[@]}")"
 check "$("$bin/keel-bench" --target keel-ws --addr "$keel" --workload put --clients 2 --watchers-attached 10 --watch-conns 2 "${common[@]}")"
+check "$("$bin/keel-bench" --target keel --addr "$keel" --workload task-cycle --clients 4 "${common[@]}")"
 check "$("$bin/keel-bench" --target hyper --addr "$ceiling" --workload ceiling --clients 4 "${common[@]}")"
 # A workload a target cannot run is refused up front, not run wrongly.
 if "$bin/keel-bench" --target hyper --addr "$ceiling" --workload put --duration 1 2>/dev/null; then
