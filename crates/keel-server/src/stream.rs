@@ -41,12 +41,24 @@ const WS_BATCH: usize = 64;
 pub(crate) struct WatchQuery {
     key: Option<String>,
     prefix: Option<String>,
+    queue: Option<String>,
     from_revision: Option<u64>,
     #[serde(default)]
     initial: bool,
     #[serde(default)]
     prev_value: bool,
     progress: Option<String>,
+}
+
+/// `initial` lists keys; a queue watch starts from a revision or from now (list the tasks
+/// with `GET /v1/queues/{queue}/tasks` first).
+fn refuse_initial_on_queue(filter: &Filter, initial: bool) -> Result<(), ApiError> {
+    if initial && matches!(filter, Filter::Queue(_)) {
+        return Err(ApiError::query(
+            "initial is for key watches; list the queue's tasks, then watch from that revision",
+        ));
+    }
+    Ok(())
 }
 
 fn start_of(from_revision: Option<u64>, initial: bool) -> Result<Start, ApiError> {
@@ -73,6 +85,7 @@ pub(crate) async fn watch(
     if let Ok(upgrade) = upgrade {
         let in_url = q.key.is_some()
             || q.prefix.is_some()
+            || q.queue.is_some()
             || q.from_revision.is_some()
             || q.initial
             || q.prev_value
@@ -84,7 +97,8 @@ pub(crate) async fn watch(
         }
         return Ok(upgrade.on_upgrade(move |socket| session(socket, state)));
     }
-    let filter = Filter::new(q.key, q.prefix)?;
+    let filter = Filter::new(q.key, q.prefix, q.queue)?;
+    refuse_initial_on_queue(&filter, q.initial)?;
     // A reconnecting EventSource sends the id of the last message it got; that wins.
     let last_event_id = match headers.get("last-event-id") {
         None => None,
@@ -189,8 +203,14 @@ fn sse_frame(w: &Watcher, m: Message) -> Bytes {
         Message::Change { set, whole } => {
             let render = || {
                 let events = w.events(&set.set);
+                let tasks = w.tasks(&set.set);
                 let revision = set.set.revision;
-                frame("change", Some(revision), &WatchChange { revision, events })
+                let change = WatchChange {
+                    revision,
+                    events,
+                    tasks,
+                };
+                frame("change", Some(revision), &change)
             };
             if whole {
                 // Every stream that sends this set whole sends the same bytes: encode once.
@@ -257,6 +277,8 @@ fn ws_message(id: &str, w: &Watcher, m: Message) -> WsMessage {
         Message::Change { set, .. } => {
             out.revision = Some(set.set.revision);
             out.events = Some(w.events(&set.set));
+            let tasks = w.tasks(&set.set);
+            out.tasks = (!tasks.is_empty()).then_some(tasks);
         }
         Message::Progress { revision } => out.progress = Some(revision),
         Message::Compacted { compact_revision } => out.compacted = Some(compact_revision),
@@ -428,7 +450,11 @@ fn start_watch(
         .with("limit", limit as u64));
     }
     let spec = WatchSpec {
-        filter: Filter::new(w.key, w.prefix)?,
+        filter: {
+            let filter = Filter::new(w.key, w.prefix, w.queue)?;
+            refuse_initial_on_queue(&filter, w.initial)?;
+            filter
+        },
         start: start_of(w.from_revision, w.initial)?,
         prev_value: w.prev_value,
         progress: WatchSpec::progress_interval(w.progress.as_deref())?,

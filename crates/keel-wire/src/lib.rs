@@ -30,6 +30,6 @@ pub use txn::{
     PrefixOp, PutOp, TxnOp, TxnRequest, TxnResponse, TxnResult,
 };
 pub use watch::{
-    WatchChange, WatchCompacted, WatchEvent, WatchEventType, WatchProgress, WatchSnapshot,
-    WsMessage, WsRequest, WsWatch,
+    TaskEventKind, TaskWatchEvent, WatchChange, WatchCompacted, WatchEvent, WatchEventType,
+    WatchProgress, WatchSnapshot, WsMessage, WsRequest, WsWatch,
 };

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{decode_value, ErrorDetail, KeyValue};
+use crate::{decode_value, ErrorDetail, KeyValue, TaskState};
 
 /// Whether a watched key was written or deleted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,13 +53,54 @@ impl WatchEvent {
     }
 }
 
+/// What happened to a task, in a queue watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEventKind {
+    /// Enqueued (pending).
+    Enqueued,
+    /// Claimed by a worker (running).
+    Claimed,
+    /// Its lease was extended.
+    Extended,
+    /// Completed (done).
+    Completed,
+    /// Failed: pending again, or dead.
+    Failed,
+    /// Its lease ran out: pending again, or dead.
+    LeaseExpired,
+    /// Retried by hand: pending, attempts reset.
+    Retried,
+    /// Deleted (cancelled, purged or past retention).
+    Deleted,
+}
+
+/// One task's change in a queue watch (`queue=Q`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskWatchEvent {
+    /// The queue.
+    pub queue: String,
+    /// The task.
+    pub id: u64,
+    /// What happened.
+    pub kind: TaskEventKind,
+    /// Its state afterwards; null once deleted.
+    pub state: Option<TaskState>,
+    /// Its attempts so far.
+    pub attempt: u32,
+}
+
 /// SSE `event: change`: every event of one revision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchChange {
     /// The revision.
     pub revision: u64,
-    /// The watched keys it changed, in the order the command changed them.
+    /// The watched keys it changed, in the order the command changed them (empty in a queue
+    /// watch).
     pub events: Vec<WatchEvent>,
+    /// In a queue watch: the watched queue's tasks it changed, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskWatchEvent>,
 }
 
 /// SSE `event: snapshot` (`initial=true`): the watched keys as of `revision`.
@@ -99,7 +140,7 @@ pub enum WsRequest {
     },
 }
 
-/// `{"op":"watch",…}`: exactly one of `key` and `prefix`.
+/// `{"op":"watch",…}`: exactly one of `key`, `prefix` and `queue`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WsWatch {
@@ -111,6 +152,9 @@ pub struct WsWatch {
     /// Watch every key under a prefix (empty: all keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Watch a queue's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Deliver every change with a revision at or after this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_revision: Option<u64>,
@@ -136,6 +180,9 @@ pub struct WsMessage {
     /// A change's events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<WatchEvent>>,
+    /// A queue watch's change: its tasks' events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<TaskWatchEvent>>,
     /// A snapshot's keys (`initial`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<KeyValue>>,

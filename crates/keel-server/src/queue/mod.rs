@@ -24,7 +24,7 @@ use keel_wire::{ClaimResponse, ClaimedTask, Code, EnqueueResponse};
 use serde::Deserialize;
 
 pub(crate) use ready::ReadyBell;
-pub(crate) use task::{claim_revision, result_bytes};
+pub(crate) use task::{claim_revision, result_bytes, wire_state};
 
 use crate::extract::{read_body, PathText, Q};
 use crate::respond::unexpected;

@@ -29,7 +29,8 @@ const MAX_LIST: usize = 1_000;
 /// Tasks deleted per command by a purge.
 const PURGE_BATCH: u32 = 1_000;
 
-fn wire_state(s: TaskState) -> keel_wire::TaskState {
+/// A task state's wire form.
+pub(crate) fn wire_state(s: TaskState) -> keel_wire::TaskState {
     match s {
         TaskState::Pending => keel_wire::TaskState::Pending,
         TaskState::Running => keel_wire::TaskState::Running,

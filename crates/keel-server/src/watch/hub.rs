@@ -466,16 +466,19 @@ impl Hub {
         for p in &published {
             // One hold of the registry per set, so that subscribing never waits for a round.
             let registry = self.registry();
-            for e in p.set.key_events() {
-                for inbox in registry.matching(&e.key) {
-                    let pushed = inbox.push(p, id);
-                    if pushed.overflowed {
-                        self.metrics.overflows.increment(1);
-                    }
-                    if pushed.fresh {
-                        round.outstanding.fetch_add(1, Ordering::AcqRel);
-                        to_ring.push(inbox.doorbell.clone());
-                    }
+            let keys = p.set.key_events().flat_map(|e| registry.matching(&e.key));
+            let tasks = p
+                .set
+                .task_events()
+                .flat_map(|e| registry.matching_queue(&e.queue));
+            for inbox in keys.chain(tasks) {
+                let pushed = inbox.push(p, id);
+                if pushed.overflowed {
+                    self.metrics.overflows.increment(1);
+                }
+                if pushed.fresh {
+                    round.outstanding.fetch_add(1, Ordering::AcqRel);
+                    to_ring.push(inbox.doorbell.clone());
                 }
             }
             drop(registry);

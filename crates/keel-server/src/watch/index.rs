@@ -1,19 +1,30 @@
-//! The index of the fan-out hub: which subscribers a change to a key concerns. Keys are
-//! looked up in a hash map; prefixes in another, probed once for each length that some
-//! watched prefix has (so a change costs one lookup per distinct prefix length, however many
-//! prefixes are watched).
+//! The index of the fan-out hub: which subscribers a change to a key (or to a task of a
+//! queue) concerns. Keys and queues are looked up in hash maps; prefixes in another, probed
+//! once for each length that some watched prefix has (so a change costs one lookup per
+//! distinct prefix length, however many prefixes are watched).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::Filter;
 
-/// Watched keys and prefixes, each to the subscribers watching it.
+/// Watched keys, prefixes and queues, each to the subscribers watching it.
 pub(super) struct Index<T> {
     next_id: u64,
     keys: HashMap<String, HashMap<u64, T>>,
+    queues: HashMap<String, HashMap<u64, T>>,
     prefixes: HashMap<String, HashMap<u64, T>>,
     /// Length of each watched prefix, with how many distinct prefixes have it.
     prefix_lens: BTreeMap<usize, usize>,
+}
+
+/// Removes subscriber `id` from the group of `name`, and the group once it is empty.
+fn remove_from<T>(groups: &mut HashMap<String, HashMap<u64, T>>, name: &str, id: u64) {
+    if let Some(group) = groups.get_mut(name) {
+        group.remove(&id);
+        if group.is_empty() {
+            groups.remove(name);
+        }
+    }
 }
 
 impl<T> Index<T> {
@@ -35,6 +46,12 @@ impl<T> Index<T> {
                 }
                 group.insert(id, subscriber);
             }
+            Filter::Queue(q) => {
+                self.queues
+                    .entry(q.clone())
+                    .or_default()
+                    .insert(id, subscriber);
+            }
         }
         id
     }
@@ -42,14 +59,8 @@ impl<T> Index<T> {
     /// Removes the subscriber `id` of `filter`.
     pub(super) fn remove(&mut self, filter: &Filter, id: u64) {
         match filter {
-            Filter::Key(k) => {
-                if let Some(group) = self.keys.get_mut(k) {
-                    group.remove(&id);
-                    if group.is_empty() {
-                        self.keys.remove(k);
-                    }
-                }
-            }
+            Filter::Key(k) => remove_from(&mut self.keys, k, id),
+            Filter::Queue(q) => remove_from(&mut self.queues, q, id),
             Filter::Prefix(p) => {
                 let Some(group) = self.prefixes.get_mut(p) else {
                     return;
@@ -66,6 +77,11 @@ impl<T> Index<T> {
                 }
             }
         }
+    }
+
+    /// Every subscriber a change to a task of `queue` concerns.
+    pub(super) fn matching_queue<'a>(&'a self, queue: &str) -> impl Iterator<Item = &'a T> + 'a {
+        self.queues.get(queue).into_iter().flat_map(|g| g.values())
     }
 
     /// Every subscriber a change to `key` concerns.
@@ -94,6 +110,7 @@ impl<T> Default for Index<T> {
         Index {
             next_id: 0,
             keys: HashMap::new(),
+            queues: HashMap::new(),
             prefixes: HashMap::new(),
             prefix_lens: BTreeMap::new(),
         }
@@ -138,5 +155,20 @@ mod tests {
         index.remove(&prefix(""), every);
         assert_eq!(matching(&index, "cfg"), Vec::<&str>::new());
         assert_eq!(index.all().count(), 5);
+    }
+
+    #[test]
+    fn queues_and_keys_of_one_name_never_cross() {
+        let mut index = Index::default();
+        let q = index.insert(&Filter::Queue("jobs".into()), "queue jobs");
+        index.insert(&Filter::Key("jobs".into()), "key jobs");
+        index.insert(&Filter::Prefix(String::new()), "every key");
+        index.insert(&Filter::Queue("mail".into()), "queue mail");
+        assert_eq!(matching(&index, "jobs"), ["every key", "key jobs"]);
+        let queue: Vec<_> = index.matching_queue("jobs").copied().collect();
+        assert_eq!(queue, ["queue jobs"]);
+        index.remove(&Filter::Queue("jobs".into()), q);
+        assert_eq!(index.matching_queue("jobs").count(), 0);
+        assert_eq!(index.matching_queue("mail").count(), 1);
     }
 }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_raft::StateReader;
-use keel_state::{validate_key, KeyEventKind, ListQuery, ReadError};
-use keel_wire::{KeyValue as WireKeyValue, WatchEvent, WatchEventType};
+use keel_state::{validate_key, KeyEventKind, ListQuery, ReadError, TaskEvent};
+use keel_wire::{KeyValue as WireKeyValue, TaskWatchEvent, WatchEvent, WatchEventType};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -49,31 +49,48 @@ pub(crate) enum Filter {
     Key(String),
     /// Every key starting with the prefix (empty: every key).
     Prefix(String),
+    /// Every task of one queue.
+    Queue(String),
 }
 
 impl Filter {
-    /// Builds a filter from exactly one of `key` and `prefix`, validated.
-    pub(crate) fn new(key: Option<String>, prefix: Option<String>) -> Result<Filter, ApiError> {
-        match (key, prefix) {
-            (Some(k), None) => {
+    /// Builds a filter from exactly one of `key`, `prefix` and `queue`, validated.
+    pub(crate) fn new(
+        key: Option<String>,
+        prefix: Option<String>,
+        queue: Option<String>,
+    ) -> Result<Filter, ApiError> {
+        match (key, prefix, queue) {
+            (Some(k), None, None) => {
                 validate_key(&k)?;
                 Ok(Filter::Key(k))
             }
-            (None, Some(p)) => {
+            (None, Some(p), None) => {
                 if !p.is_empty() {
                     validate_key(&p)?;
                 }
                 Ok(Filter::Prefix(p))
             }
-            _ => Err(ApiError::query("give exactly one of key and prefix")),
+            (None, None, Some(q)) => {
+                crate::queue::validate_name(&q)?;
+                Ok(Filter::Queue(q))
+            }
+            _ => Err(ApiError::query("give exactly one of key, prefix and queue")),
         }
     }
 
+    /// Whether a change to `key` concerns this watch.
     pub(crate) fn matches(&self, key: &str) -> bool {
         match self {
             Filter::Key(k) => k == key,
             Filter::Prefix(p) => key.starts_with(p.as_str()),
+            Filter::Queue(_) => false,
         }
+    }
+
+    /// Whether a task's change concerns this watch.
+    pub(crate) fn matches_task(&self, e: &TaskEvent) -> bool {
+        matches!(self, Filter::Queue(q) if *q == e.queue)
     }
 }
 
@@ -302,12 +319,22 @@ impl Watcher {
         }
     }
 
-    /// Moves past `set`; the message for it if it is new and touches a watched key.
+    /// Moves past `set`; the message for it if it is new and touches a watched key (or a
+    /// task of the watched queue).
     fn deliver(&mut self, set: Arc<Published>) -> Option<Message> {
         if set.set.revision < self.next {
             return None;
         }
         self.next = set.set.revision + 1;
+        if let Filter::Queue(_) = self.spec.filter {
+            // A queue watch's message is its own: the shared encodings of a whole set are
+            // of its key events.
+            let matching = set
+                .set
+                .task_events()
+                .any(|e| self.spec.filter.matches_task(e));
+            return matching.then_some(Message::Change { set, whole: false });
+        }
         let (mut keys, mut matching) = (0, 0);
         for e in set.set.key_events() {
             keys += 1;
@@ -324,6 +351,14 @@ impl Watcher {
         set.key_events()
             .filter(|e| self.spec.filter.matches(&e.key))
             .map(|e| wire_event(e, set.revision, self.spec.prev_value))
+            .collect()
+    }
+
+    /// The task events of `set` that this watch covers (a queue watch's).
+    pub(crate) fn tasks(&self, set: &keel_state::ChangeSet) -> Vec<TaskWatchEvent> {
+        set.task_events()
+            .filter(|e| self.spec.filter.matches_task(e))
+            .map(wire_task_event)
             .collect()
     }
 
@@ -375,10 +410,34 @@ fn snapshot(s: &keel_state::Store, filter: &Filter) -> Message {
                     .collect()
             })
             .unwrap_or_default(),
+        // `initial` is refused for queue watches when they are asked for.
+        Filter::Queue(_) => Vec::new(),
     };
     Message::Snapshot {
         revision: s.revision(),
         items,
+    }
+}
+
+fn wire_task_event(e: &TaskEvent) -> TaskWatchEvent {
+    use keel_state::TaskEventKind as K;
+    use keel_wire::TaskEventKind as W;
+    let kind = match e.kind {
+        K::Enqueued => W::Enqueued,
+        K::Claimed => W::Claimed,
+        K::Extended => W::Extended,
+        K::Completed => W::Completed,
+        K::Failed => W::Failed,
+        K::LeaseExpired => W::LeaseExpired,
+        K::Retried => W::Retried,
+        K::Deleted => W::Deleted,
+    };
+    TaskWatchEvent {
+        queue: e.queue.clone(),
+        id: e.id,
+        kind,
+        state: e.state.map(crate::queue::wire_state),
+        attempt: e.attempt,
     }
 }
 
@@ -441,6 +500,8 @@ pub(crate) async fn wait_for_change(
         reader.read(|s| match filter {
             Filter::Key(key) => s.key_changed_after(key, after),
             Filter::Prefix(prefix) => s.prefix_changed_after(prefix, after),
+            // Blocking reads are of keys; a queue filter never reaches here.
+            Filter::Queue(_) => false,
         })
     };
     let after = after.unwrap_or_else(|| reader.read(|s| s.revision()));

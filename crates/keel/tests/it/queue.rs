@@ -660,3 +660,119 @@ async fn tasks_survive_kill_9_and_a_running_lease_restarts_in_full() {
     let q = c.queue("jobs").await.unwrap().unwrap();
     assert_eq!((q.pending, q.running, q.done), (39, 0, 11));
 }
+
+/// A queue watch (SSE and WebSocket) gets every change to the queue's tasks, in order, at
+/// their revisions, and nothing else; a key watch never sees task changes. A transaction that
+/// writes a key and enqueues reaches each at the same revision.
+#[tokio::test]
+async fn queue_changes_appear_in_watches() {
+    use crate::support::Sse;
+    use crate::watch_ws::{ws_connect, ws_next_content, ws_send};
+
+    let s = Server::start(&[]);
+    let c = s.client();
+    let mut sse = Sse::open(&s.url("/v1/watch?queue=jobs"), &[]).await;
+    let mut ws = ws_connect(&s).await;
+    ws_send(&mut ws, json!({"op": "watch", "id": "q", "queue": "jobs"})).await;
+    ws_send(&mut ws, json!({"op": "watch", "id": "k", "prefix": ""})).await;
+    // Each watch first says where it starts; wait for both so no change comes before them.
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let m = crate::watch_ws::ws_next(&mut ws).await;
+        started.push(m["id"].as_str().unwrap().to_owned());
+    }
+    started.sort();
+    assert_eq!(started, ["k", "q"]);
+
+    let enqueued = c
+        .enqueue("jobs", "p".to_owned(), &EnqueueOptions::default())
+        .await
+        .unwrap();
+    c.enqueue("other", "x".to_owned(), &EnqueueOptions::default())
+        .await
+        .unwrap();
+    c.put("plain", "v", &Default::default()).await.unwrap();
+    let t = c.claim("jobs", &lease(60_000)).await.unwrap().remove(0);
+    let done = c.complete("jobs", t.id, &t.claim, None).await.unwrap();
+    let txn: TxnRequest = serde_json::from_value(json!({
+        "success": [{"put": {"key": "both", "value": "1"}},
+                    {"enqueue": {"queue": "jobs", "payload": "q"}}]
+    }))
+    .unwrap();
+    let both = c.txn(&txn).await.unwrap().revision;
+
+    let want = [
+        (enqueued.revision, "enqueued", "pending", 1),
+        (done.revision - 1, "claimed", "running", 1),
+        (done.revision, "completed", "done", 1),
+        (both, "enqueued", "pending", 2),
+    ];
+    for (revision, kind, state, id) in want {
+        let e = sse.next_change().await;
+        assert_eq!(e.id, Some(revision));
+        assert_eq!(e.data["events"], json!([]), "{}", e.data);
+        let task = &e.data["tasks"][0];
+        assert_eq!(e.data["tasks"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            (&task["queue"], &task["id"], &task["kind"], &task["state"]),
+            (&json!("jobs"), &json!(id), &json!(kind), &json!(state)),
+            "{}",
+            e.data
+        );
+    }
+    // On the socket: the queue watch sees the same four, the key watch only the two puts.
+    let (mut tasks, mut keys) = (Vec::new(), Vec::new());
+    for _ in 0..6 {
+        let m = ws_next_content(&mut ws).await;
+        match m["id"].as_str().unwrap() {
+            "q" => {
+                assert!(m.get("events").is_none_or(|e| e == &json!([])), "{m}");
+                tasks.push((
+                    m["revision"].as_u64().unwrap(),
+                    m["tasks"][0]["kind"].clone(),
+                ));
+            }
+            _ => {
+                assert!(m.get("tasks").is_none(), "a key watch got tasks: {m}");
+                keys.push((
+                    m["revision"].as_u64().unwrap(),
+                    m["events"][0]["key"].clone(),
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        tasks,
+        want.iter().map(|w| (w.0, json!(w.1))).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        keys,
+        [
+            (enqueued.revision + 2, json!("plain")),
+            (both, json!("both"))
+        ]
+    );
+
+    // Resuming a queue watch from a revision replays from the history.
+    let mut again = Sse::open(
+        &s.url(&format!(
+            "/v1/watch?queue=jobs&from_revision={}",
+            done.revision
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(again.next_change().await.id, Some(done.revision));
+    // A queue watch cannot start with `initial` (that lists keys), nor name a bad queue.
+    let h = http();
+    assert_error(
+        &call(h.get(s.url("/v1/watch?queue=jobs&initial=true"))).await,
+        400,
+        "invalid_query",
+    );
+    assert_error(
+        &call(h.get(s.url("/v1/watch?queue=a%2Fb"))).await,
+        400,
+        "invalid_name",
+    );
+}
