@@ -370,8 +370,15 @@ pub(crate) async fn claim(
                         let tasks = tasks.into_iter().map(claimed).collect();
                         return Ok(Json(ClaimResponse { tasks }).into_response());
                     }
-                    // Another worker took what was ready: wait for the next.
-                    Outcome::Queue(QueueOutcome::Claimed { .. }) => continue,
+                    // Another worker took what was ready: wait for the next, once this node
+                    // has applied what the claim saw (else a follower that lags would still
+                    // show the taken task ready, and claim again and again).
+                    Outcome::Queue(QueueOutcome::Claimed { revision, .. }) => {
+                        let mut applied = state.node.state().revision();
+                        let caught_up = applied.wait_for(|r| *r >= revision);
+                        let _ = tokio::time::timeout_at(deadline, caught_up).await;
+                        continue;
+                    }
                     other => return Err(unexpected(other)),
                 }
             }

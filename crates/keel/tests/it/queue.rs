@@ -776,3 +776,42 @@ async fn queue_changes_appear_in_watches() {
         "invalid_name",
     );
 }
+
+/// Done tasks are deleted once `--queue-retention` has passed; dead ones stay.
+#[tokio::test]
+async fn done_tasks_go_after_their_retention_and_dead_ones_stay() {
+    let s = Server::start(&["--queue-retention", "1s"]);
+    let c = s.client();
+    let once = EnqueueOptions {
+        max_attempts: Some(1),
+        ..EnqueueOptions::default()
+    };
+    push(&c, "jobs", "ok", &once).await;
+    push(&c, "jobs", "bad", &once).await;
+    let ok = c.claim("jobs", &lease(60_000)).await.unwrap().remove(0);
+    let finished = Instant::now();
+    c.complete("jobs", ok.id, &ok.claim, None).await.unwrap();
+    let bad = c.claim("jobs", &lease(60_000)).await.unwrap().remove(0);
+    c.fail("jobs", bad.id, &bad.claim, "no", None)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            c.task("jobs", ok.id, false).await.unwrap().is_none()
+        })
+        .await,
+        "the done task was deleted"
+    );
+    assert!(
+        finished.elapsed() >= Duration::from_secs(1),
+        "not before its retention"
+    );
+    let dead = c.task("jobs", bad.id, false).await.unwrap().unwrap();
+    assert_eq!(dead.state, TaskState::Dead);
+    let q = c.queue("jobs").await.unwrap().unwrap();
+    assert_eq!(
+        (q.done, q.dead, q.next_id),
+        (0, 1, 3),
+        "ids are never reused"
+    );
+}
