@@ -12,13 +12,15 @@ use reqwest::{Method, Url};
 
 use crate::{error_chain, Client, Error, Result};
 
-/// Options of [`Client::watch`]: exactly one of `key` and `prefix`.
+/// Options of [`Client::watch`]: exactly one of `key`, `prefix` and `queue`.
 #[derive(Clone, Debug, Default)]
 pub struct WatchOptions {
     /// Watch one key.
     pub key: Option<String>,
     /// Watch every key under this prefix (empty: every key).
     pub prefix: Option<String>,
+    /// Watch a queue's tasks (changes carry them in `tasks`).
+    pub queue: Option<String>,
     /// Deliver every change from this revision on (default: only later changes).
     pub from_revision: Option<u64>,
     /// First deliver the current state, then every later change.
@@ -89,10 +91,15 @@ impl Client {
     /// an invalid key) fails at once; later connection losses are retried by the stream.
     pub async fn watch(&self, opts: &WatchOptions) -> Result<WatchStream> {
         let mut query = Vec::new();
-        match (&opts.key, &opts.prefix) {
-            (Some(k), None) => query.push(("key", k.clone())),
-            (None, Some(p)) => query.push(("prefix", p.clone())),
-            _ => return Err(Error::Usage("give exactly one of key and prefix".into())),
+        match (&opts.key, &opts.prefix, &opts.queue) {
+            (Some(k), None, None) => query.push(("key", k.clone())),
+            (None, Some(p), None) => query.push(("prefix", p.clone())),
+            (None, None, Some(q)) => query.push(("queue", q.clone())),
+            _ => {
+                return Err(Error::Usage(
+                    "give exactly one of key, prefix and queue".into(),
+                ))
+            }
         }
         if let Some(r) = opts.from_revision {
             query.push(("from_revision", r.to_string()));

@@ -75,6 +75,22 @@ pub enum TaskEventKind {
     Deleted,
 }
 
+impl TaskEventKind {
+    /// The kind's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskEventKind::Enqueued => "enqueued",
+            TaskEventKind::Claimed => "claimed",
+            TaskEventKind::Extended => "extended",
+            TaskEventKind::Completed => "completed",
+            TaskEventKind::Failed => "failed",
+            TaskEventKind::LeaseExpired => "lease_expired",
+            TaskEventKind::Retried => "retried",
+            TaskEventKind::Deleted => "deleted",
+        }
+    }
+}
+
 /// One task's change in a queue watch (`queue=Q`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskWatchEvent {
@@ -198,4 +214,27 @@ pub struct WsMessage {
     /// The request about this id failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_event_kinds_are_named_as_serde_writes_them() {
+        use TaskEventKind::*;
+        for k in [
+            Enqueued,
+            Claimed,
+            Extended,
+            Completed,
+            Failed,
+            LeaseExpired,
+            Retried,
+            Deleted,
+        ] {
+            let json = serde_json::to_value(k).expect("serialise");
+            assert_eq!(json, serde_json::json!(k.as_str()));
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `keel watch`: print every change to a key or prefix as it happens.
+//! `keel watch`: print every change to a key, a prefix or a queue's tasks as it happens.
 
 use anyhow::Result;
 use clap::Args;
@@ -12,11 +12,17 @@ use super::{print_json, Exit};
 #[derive(Args, Debug)]
 pub struct WatchArgs {
     /// The key.
-    #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
+    #[arg(
+        required_unless_present_any = ["prefix", "queue"],
+        conflicts_with_all = ["prefix", "queue"]
+    )]
     pub key: Option<String>,
     /// Watch every key under this prefix ("" for all keys).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "queue")]
     pub prefix: Option<String>,
+    /// Watch a queue's tasks: enqueued, claimed, completed, failed, put back, deleted.
+    #[arg(long, conflicts_with = "initial")]
+    pub queue: Option<String>,
     /// Start with the change at this revision (replaying the history since).
     #[arg(long, conflicts_with = "initial")]
     pub from_revision: Option<u64>,
@@ -32,6 +38,7 @@ pub(super) async fn run(keel: &Client, json: bool, args: WatchArgs) -> Result<Ex
     let mut opts = WatchOptions {
         key: args.key,
         prefix: args.prefix,
+        queue: args.queue,
         from_revision: args.from_revision,
         initial: args.initial,
         ..Default::default()
@@ -73,6 +80,17 @@ pub(super) async fn run(keel: &Client, json: bool, args: WatchArgs) -> Result<Ex
                                 println!("DELETE {} (rev {})", e.key, change.revision)
                             }
                         }
+                    }
+                    for t in &change.tasks {
+                        let state = t.state.map_or("deleted", |s| s.as_str());
+                        println!(
+                            "TASK {}/{} {} -> {state} (attempt {}, rev {})",
+                            t.queue,
+                            t.id,
+                            t.kind.as_str(),
+                            t.attempt,
+                            change.revision
+                        );
                     }
                 }
             }

@@ -148,3 +148,36 @@ fn keel_watch_exits_1_when_history_is_compacted() {
     assert_eq!(status.code(), Some(1));
     assert!(w.stderr_has("compacted", Duration::from_secs(1)));
 }
+
+#[test]
+fn keel_watch_queue_prints_task_changes() {
+    let s = Server::start(&[]);
+    let push = s.cli(&["--json", "queue", "push", "jobs", "hello"]);
+    let pushed: serde_json::Value = serde_json::from_slice(&push.stdout).unwrap();
+    // From the push's revision, so nothing slips past before the watch is open.
+    let from = pushed["revision"].to_string();
+    let w = Watcher::start(&s.addr, &["--queue", "jobs", "--from-revision", &from]);
+    let wait = Duration::from_secs(10);
+    assert_eq!(
+        w.line(wait),
+        format!("TASK jobs/1 enqueued -> pending (attempt 0, rev {from})")
+    );
+    put(&s, "unrelated", "x");
+    let claim = s.cli(&["--json", "queue", "claim", "jobs"]);
+    let claimed: serde_json::Value = serde_json::from_slice(&claim.stdout).unwrap();
+    let token = claimed["tasks"][0]["claim"].as_str().unwrap().to_owned();
+    let line = w.line(wait);
+    assert!(
+        line.starts_with("TASK jobs/1 claimed -> running (attempt 1, rev "),
+        "{line}"
+    );
+    s.cli(&["queue", "complete", "jobs", "1", "--claim", &token]);
+    let line = w.line(wait);
+    assert!(
+        line.starts_with("TASK jobs/1 completed -> done (attempt 1, rev "),
+        "{line}"
+    );
+    // --initial lists keys: refused with a queue.
+    let out = s.cli(&["watch", "--queue", "jobs", "--initial"]);
+    assert_eq!(out.status.code(), Some(2));
+}
