@@ -64,8 +64,9 @@ impl Command {
     }
 
     /// Whether applying this may set a deadline earlier than any before it — a key lease
-    /// granted, a task claimed or its lease extended or restarted — so that the leader's
-    /// expiry duties must look again (whichever node proposed it).
+    /// granted, a task claimed or its lease extended or restarted, a task completed (its
+    /// retention) — so that the leader's duties must look again (whichever node proposed
+    /// it).
     pub fn sets_deadline(&self) -> bool {
         match self {
             Command::Lease(c) => matches!(c, crate::LeaseCommand::Grant { .. }),
@@ -74,8 +75,14 @@ impl Command {
                 crate::QueueCommand::Claim { .. }
                     | crate::QueueCommand::Extend { .. }
                     | crate::QueueCommand::RefreshLeases
+                    | crate::QueueCommand::Complete { .. }
             ),
-            Command::Kv(_) | Command::Txn(_) => false,
+            Command::Txn(t) => t
+                .success
+                .iter()
+                .chain(&t.failure)
+                .any(|op| matches!(op, crate::TxnOp::Complete { .. })),
+            Command::Kv(_) => false,
         }
     }
 

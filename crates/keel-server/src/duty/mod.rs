@@ -7,7 +7,7 @@
 //! - it calls [`Duty::step`] again and again: [`Step::Busy`] means "more to do now",
 //!   [`Step::Idle`] "nothing until this long has passed, or a deadline may have come
 //!   sooner": an applied command that may set an earlier deadline (a lease granted, a task
-//!   claimed, [`keel_state::Command::sets_deadline`]) wakes idle duties, whichever node
+//!   claimed or completed, [`keel_state::Command::sets_deadline`]) wakes idle duties, whichever node
 //!   proposed it;
 //! - it stops the duty when leadership is lost (a new term starts over), and when the server
 //!   stops, giving a step in flight until [`STOP_DEADLINE`] to finish.

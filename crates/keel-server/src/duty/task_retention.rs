@@ -2,8 +2,8 @@
 //! `--queue-retention`, oldest first, a thousand per command. Dead tasks stay until someone
 //! retries or deletes them.
 //!
-//! With no done task it looks again one retention period later (at least a second): a task
-//! done since then is due no sooner than that, so nothing is deleted more than a second late.
+//! With no done task it waits until one is completed (a completion is a deadline the state
+//! machine signals, `Command::sets_deadline`).
 
 use std::time::Duration;
 
@@ -14,8 +14,6 @@ use super::{Duty, Host, Step};
 
 /// Tasks deleted per command.
 const BATCH: u32 = 1_000;
-/// The shortest wait between two looks (a zero retention must not spin).
-const MIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Deletes done tasks past their retention.
 pub(crate) struct TaskRetention {
@@ -36,7 +34,7 @@ impl Duty for TaskRetention {
         let now = host.now_ms();
         let retention_ms = self.retention.as_millis() as u64;
         let Some(oldest) = host.read(|s| s.oldest_done_task_at()) else {
-            return Ok(Step::Idle(Some(self.retention.max(MIN_WAIT))));
+            return Ok(Step::Idle(None));
         };
         let due_at = oldest.saturating_add(retention_ms);
         if due_at > now {

@@ -1,4 +1,5 @@
-//! The harness and the lease expiry duty under paused tokio time: deadlines are exact.
+//! The harness, the lease expiry duty and the task retention duty under paused tokio time:
+//! deadlines are exact.
 //!
 //! The host here applies commands to a real [`Store`] at once, in place of the Raft log (whose
 //! fsyncs run on a thread that paused time cannot see); the duty, the harness, the state
@@ -10,10 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_raft::{Clock, NodeStatus, ProposeError};
-use keel_state::{Command, LeaseCommand, LeaseOutcome, Outcome, Request, Store, StoreConfig};
+use keel_state::{
+    Command, Enqueue, LeaseCommand, LeaseOutcome, Outcome, QueueCommand, QueueOutcome, Request,
+    Store, StoreConfig,
+};
 use tokio::sync::watch;
 
 use super::lease_expiry::LeaseExpiry;
+use super::task_retention::TaskRetention;
 use super::{spawn, Host};
 
 const T0: u64 = 1_764_000_000_000;
@@ -228,4 +233,53 @@ async fn the_duty_stops_when_the_server_does() {
         .expect("the duty ends promptly");
     advance_ms(10_000).await;
     assert_eq!(host.proposed().len(), 2, "nothing proposed after the stop");
+}
+
+/// A done task is deleted exactly when its retention runs out; the duty, with nothing done
+/// to wait for, is woken by the completion.
+#[tokio::test(start_paused = true)]
+async fn a_done_task_goes_exactly_at_the_end_of_its_retention() {
+    let host = LocalHost::new();
+    let (_stop_tx, stop) = watch::channel(false);
+    let retention = TaskRetention {
+        retention: Duration::from_secs(10),
+    };
+    let _duty = spawn(host.clone(), retention, stop);
+    settle().await;
+    let enqueue = Enqueue {
+        queue: "q".into(),
+        payload: "p".into(),
+        content_type: None,
+        delay_ms: 0,
+        max_attempts: 1,
+        priority: 0,
+        dedupe_key: None,
+        max_tasks: 10,
+    };
+    host.apply(QueueCommand::Enqueue(enqueue).into()).unwrap();
+    let claim = QueueCommand::Claim {
+        queue: "q".into(),
+        worker: "w".into(),
+        lease_ms: 60_000,
+        max: 1,
+    };
+    let token = match host.apply(claim.into()).unwrap() {
+        Outcome::Queue(QueueOutcome::Claimed { tasks, .. }) => tasks[0].claim,
+        other => panic!("claim: {other:?}"),
+    };
+    advance_ms(5_000).await;
+    let complete = QueueCommand::Complete {
+        queue: "q".into(),
+        id: 1,
+        claim: token,
+        result: None,
+    };
+    host.apply(complete.into()).unwrap();
+    settle().await;
+    advance_ms(9_999).await;
+    let exists = || host.read(|s| s.queue("q").and_then(|q| q.task(1)).is_some());
+    assert!(exists(), "kept until 15 s");
+    advance_ms(1).await;
+    assert!(!exists());
+    assert_eq!(host.proposed().last(), Some(&("queue_drop_done", 15_000)));
 }

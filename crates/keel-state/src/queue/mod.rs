@@ -7,6 +7,7 @@
 //! out only when the leader proposes [`QueueCommand::ExpireLeases`] — so every replica decides
 //! alike.
 
+mod apply;
 mod command;
 pub(crate) mod snapshot;
 
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use command::{apply, check_claim, check_enqueue, complete, enqueue};
+pub(crate) use apply::{apply, check_claim, check_enqueue, complete, enqueue};
 pub use command::{
     ClaimedTask, Enqueue, QueueCommand, QueueError, QueueOutcome, TaskChanged, MAX_BACKOFF_MS,
 };
@@ -269,22 +270,22 @@ impl Queue {
 
     // ---- changes: every change to a task goes through these, so the indexes follow ----
 
-    /// Removes a task from the indexes of its current state.
-    fn unindex(&mut self, task: &Task) {
-        self.by_state[task.state.index()].remove(&task.id);
-        match task.state {
+    /// Removes a task, by its place, from the indexes of its current state.
+    fn unindex(&mut self, at: Place) {
+        self.by_state[at.state.index()].remove(&at.id);
+        match at.state {
             TaskState::Pending => {
-                self.ready.remove(&(Reverse(task.priority), task.id));
-                self.delayed.remove(&(task.not_before_ms, task.id));
+                self.ready.remove(&(Reverse(at.priority), at.id));
+                self.delayed.remove(&(at.not_before_ms, at.id));
             }
             TaskState::Running => {
-                if let Some(c) = &task.claim {
-                    self.running.remove(&(c.expires_at_ms, task.id));
+                if let Some(expires) = at.expires_at_ms {
+                    self.running.remove(&(expires, at.id));
                 }
             }
             TaskState::Done => {
-                if let Some(at) = task.finished_at_ms {
-                    self.done.remove(&(at, task.id));
+                if let Some(finished) = at.finished_at_ms {
+                    self.done.remove(&(finished, at.id));
                 }
             }
             TaskState::Dead => {}
@@ -326,8 +327,8 @@ impl Queue {
 
     /// Inserts or replaces a task, keeping the indexes.
     fn put(&mut self, task: Task, now_ms: u64) {
-        if let Some(old) = self.tasks.get(&task.id).cloned() {
-            self.unindex(&old);
+        if let Some(old) = self.tasks.get(&task.id).map(Place::of) {
+            self.unindex(old);
         }
         self.index(&task, now_ms);
         self.tasks.insert(task.id, task);
@@ -336,7 +337,7 @@ impl Queue {
     /// Removes a task, keeping the indexes.
     fn remove(&mut self, id: TaskId) -> Option<Task> {
         let task = self.tasks.remove(&id)?;
-        self.unindex(&task);
+        self.unindex(Place::of(&task));
         if let Some(k) = &task.dedupe_key {
             if self.dedupe.get(k) == Some(&id) {
                 self.dedupe.remove(k);
@@ -367,6 +368,31 @@ impl Queue {
     /// The unfinished task holding a dedupe key.
     fn deduped(&self, key: &str) -> Option<TaskId> {
         self.dedupe.get(key).copied()
+    }
+}
+
+/// Where a task sits in its queue's indexes: what removing it from them needs, copied out so
+/// that replacing a task never clones the old one.
+#[derive(Clone, Copy)]
+struct Place {
+    id: TaskId,
+    state: TaskState,
+    priority: i64,
+    not_before_ms: u64,
+    expires_at_ms: Option<u64>,
+    finished_at_ms: Option<u64>,
+}
+
+impl Place {
+    fn of(t: &Task) -> Place {
+        Place {
+            id: t.id,
+            state: t.state,
+            priority: t.priority,
+            not_before_ms: t.not_before_ms,
+            expires_at_ms: t.claim.as_ref().map(|c| c.expires_at_ms),
+            finished_at_ms: t.finished_at_ms,
+        }
     }
 }
 

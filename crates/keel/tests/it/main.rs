@@ -14,7 +14,6 @@ mod lease;
 mod linearizability;
 mod ops;
 mod queue;
-mod queue_work;
 mod recovery;
 mod support;
 mod txn;
